@@ -1,0 +1,36 @@
+# keras_efficient — every target creates and uses the project virtualenv at .venv/.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-slow lint bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[cpu,coco,dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the package (CPU TensorFlow) with dev tools
+
+demo: $(STAMP) ## the main job on built-in data, offline
+	$(PY) -m keras_efficient.cli demo
+
+test: $(STAMP) ## the default (fast) test tier
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-slow: $(STAMP) ## the slow tier: every variant, parity for all of B0–B7
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff, mypy and the import-direction contract
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+bench: $(STAMP) ## latency of our models vs keras.applications, side by side
+	$(PY) benchmarks/latency.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,38 @@
+"""The EfficientNet body: stem, MBConv stages and (optionally) the 1x1 head convolution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keras_efficient.configs.efficientnet import (
+    FEATURE_LEVEL_STAGES,
+    EfficientNetScaling,
+    expand_blocks,
+)
+from keras_efficient.layers.mbconv import conv_bn_act, mbconv_block
+
+
+def efficientnet_body(x: Any, scaling: EfficientNetScaling, *, include_head: bool = True,
+                      drop_connect_rate: float | None = None
+                      ) -> tuple[Any, dict[str, Any]]:
+    """Apply the EfficientNet body to a preprocessed image tensor.
+
+    Returns the last tensor (``top_activation`` when ``include_head``, else the last block) and
+    the multi-scale features ``{"P1": ..., "P5": ...}``: the output of the last block of stages
+    1, 2, 3, 5 and 7 (strides 2 to 32).
+    """
+    if drop_connect_rate is not None:
+        scaling = scaling.with_(drop_connect=drop_connect_rate)
+    activation = scaling.activation
+    x = conv_bn_act(x, scaling.stem_filters, 3, strides=2, activation=activation, name="stem_")
+    level_of_stage = {stage: level for level, stage in FEATURE_LEVEL_STAGES.items()}
+    blocks = expand_blocks(scaling)
+    features: dict[str, Any] = {}
+    for position, block in enumerate(blocks):
+        x = mbconv_block(x, block, activation)
+        last_of_stage = position + 1 == len(blocks) or blocks[position + 1].stage != block.stage
+        if last_of_stage and block.stage in level_of_stage:
+            features[f"P{level_of_stage[block.stage]}"] = x
+    if include_head:
+        x = conv_bn_act(x, scaling.head_filters, 1, activation=activation, name="top_")
+    return x, features

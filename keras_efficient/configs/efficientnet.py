@@ -1,0 +1,234 @@
+"""EfficientNet scaling tables (B0–B7, Lite0–4), the B0 stage table and the rounding rules.
+
+Compound scaling multiplies the B0 network's filters by ``width`` and its per-stage repeats by
+``depth``; ``resolution`` is the default input size. The numbers are the published ones
+(REFERENCE §1), not the paper's closed-form approximations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+
+IMAGENET_MEAN_RGB: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+    """One stage of MBConv blocks, as in the B0 table (before scaling)."""
+
+    kernel_size: int
+    repeats: int
+    filters_in: int
+    filters_out: int
+    expand_ratio: int
+    strides: int
+    se_ratio: float
+
+
+B0_STAGES: tuple[StageSpec, ...] = (
+    StageSpec(kernel_size=3, repeats=1, filters_in=32, filters_out=16, expand_ratio=1, strides=1,
+              se_ratio=0.25),
+    StageSpec(kernel_size=3, repeats=2, filters_in=16, filters_out=24, expand_ratio=6, strides=2,
+              se_ratio=0.25),
+    StageSpec(kernel_size=5, repeats=2, filters_in=24, filters_out=40, expand_ratio=6, strides=2,
+              se_ratio=0.25),
+    StageSpec(kernel_size=3, repeats=3, filters_in=40, filters_out=80, expand_ratio=6, strides=2,
+              se_ratio=0.25),
+    StageSpec(kernel_size=5, repeats=3, filters_in=80, filters_out=112, expand_ratio=6, strides=1,
+              se_ratio=0.25),
+    StageSpec(kernel_size=5, repeats=4, filters_in=112, filters_out=192, expand_ratio=6, strides=2,
+              se_ratio=0.25),
+    StageSpec(kernel_size=3, repeats=1, filters_in=192, filters_out=320, expand_ratio=6, strides=1,
+              se_ratio=0.25),
+)
+
+STEM_FILTERS = 32
+HEAD_FILTERS = 1280
+DEPTH_DIVISOR = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class EfficientNetScaling:
+    """One row of the compound-scaling table.
+
+    ``lite`` selects the EfficientNet-Lite rules: no squeeze-excite, ReLU6, stem and head
+    filters not scaled, first and last stage repeats not scaled, (x - 127) / 128 preprocessing.
+    ``published_*`` are the reference figures the tests and ``keras-efficient list`` compare with.
+    """
+
+    name: str
+    width: float
+    depth: float
+    resolution: int
+    dropout: float
+    lite: bool = False
+    drop_connect: float = 0.2
+    published_macs: float = 0.0
+    published_top1: float = 0.0
+
+    @property
+    def activation(self) -> str:
+        return "relu6" if self.lite else "swish"
+
+    @property
+    def se_enabled(self) -> bool:
+        return not self.lite
+
+    @property
+    def stem_filters(self) -> int:
+        return STEM_FILTERS if self.lite else round_filters(STEM_FILTERS, self.width)
+
+    @property
+    def head_filters(self) -> int:
+        return HEAD_FILTERS if self.lite else round_filters(HEAD_FILTERS, self.width)
+
+    @property
+    def checkpoint_scope(self) -> str:
+        """The variable-name prefix of the official TF checkpoints (REFERENCE §3.3)."""
+        return self.name.replace("efficientnet", "efficientnet-")
+
+    def with_(self, **changes: object) -> EfficientNetScaling:
+        """A copy with some fields changed, for custom scalings."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def round_filters(filters: float, width: float, divisor: int = DEPTH_DIVISOR) -> int:
+    """Scale ``filters`` by ``width`` and round to the nearest multiple of ``divisor``.
+
+    Never below ``divisor``; if rounding down lost more than 10% of the scaled value, add one
+    ``divisor`` (the reference rule every published weight file follows).
+    """
+    scaled = filters * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * scaled:
+        rounded += divisor
+    return int(rounded)
+
+
+def round_repeats(repeats: int, depth: float) -> int:
+    """Scale a stage's block count by ``depth``, rounding up."""
+    return math.ceil(depth * repeats)
+
+
+def scaled_stages(scaling: EfficientNetScaling) -> tuple[StageSpec, ...]:
+    """The B0 stage table with filters and repeats scaled for ``scaling``."""
+    stages = []
+    last = len(B0_STAGES) - 1
+    for index, stage in enumerate(B0_STAGES):
+        fixed_repeats = scaling.lite and index in (0, last)
+        stages.append(
+            dataclasses.replace(
+                stage,
+                repeats=stage.repeats if fixed_repeats else round_repeats(stage.repeats,
+                                                                          scaling.depth),
+                filters_in=round_filters(stage.filters_in, scaling.width),
+                filters_out=round_filters(stage.filters_out, scaling.width),
+                se_ratio=stage.se_ratio if scaling.se_enabled else 0.0,
+            )
+        )
+    return tuple(stages)
+
+
+def _row(name: str, width: float, depth: float, resolution: int, dropout: float,
+         macs: float, top1: float, lite: bool = False) -> EfficientNetScaling:
+    return EfficientNetScaling(name=name, width=width, depth=depth, resolution=resolution,
+                               dropout=dropout, lite=lite, published_macs=macs,
+                               published_top1=top1)
+
+
+EFFICIENTNET_VARIANTS: Mapping[str, EfficientNetScaling] = {
+    row.name: row
+    for row in (
+        _row("efficientnetb0", 1.0, 1.0, 224, 0.2, 0.39e9, 77.1),
+        _row("efficientnetb1", 1.0, 1.1, 240, 0.2, 0.70e9, 79.1),
+        _row("efficientnetb2", 1.1, 1.2, 260, 0.3, 1.0e9, 80.1),
+        _row("efficientnetb3", 1.2, 1.4, 300, 0.3, 1.8e9, 81.6),
+        _row("efficientnetb4", 1.4, 1.8, 380, 0.4, 4.2e9, 82.9),
+        _row("efficientnetb5", 1.6, 2.2, 456, 0.4, 9.9e9, 83.6),
+        _row("efficientnetb6", 1.8, 2.6, 528, 0.5, 19e9, 84.0),
+        _row("efficientnetb7", 2.0, 3.1, 600, 0.5, 37e9, 84.3),
+        _row("efficientnetlite0", 1.0, 1.0, 224, 0.2, 407e6, 75.1, lite=True),
+        _row("efficientnetlite1", 1.0, 1.1, 240, 0.2, 631e6, 76.7, lite=True),
+        _row("efficientnetlite2", 1.1, 1.2, 260, 0.3, 899e6, 77.6, lite=True),
+        _row("efficientnetlite3", 1.2, 1.4, 280, 0.3, 1.44e9, 79.8, lite=True),
+        _row("efficientnetlite4", 1.4, 1.8, 300, 0.3, 2.64e9, 81.5, lite=True),
+    )
+}
+
+
+def get_efficientnet_scaling(name: str) -> EfficientNetScaling:
+    """Look up a row by name (``"efficientnetb4"``, ``"b4"``, ``"lite0"``; case-insensitive)."""
+    key = name.lower().replace("_", "-")
+    key = key.replace("-", "")
+    candidates = (key, f"efficientnet{key}")
+    for candidate in candidates:
+        if candidate in EFFICIENTNET_VARIANTS:
+            return EFFICIENTNET_VARIANTS[candidate]
+    known = ", ".join(EFFICIENTNET_VARIANTS)
+    raise ValueError(f"Unknown EfficientNet variant {name!r}; known variants: {known}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockSpec:
+    """One MBConv block after scaling, with its keras.applications-compatible name prefix."""
+
+    name: str
+    stage: int
+    index: int
+    kernel_size: int
+    filters_in: int
+    filters_out: int
+    expand_ratio: int
+    strides: int
+    se_ratio: float
+    drop_rate: float
+
+    @property
+    def has_residual(self) -> bool:
+        return self.strides == 1 and self.filters_in == self.filters_out
+
+
+def expand_blocks(scaling: EfficientNetScaling) -> tuple[BlockSpec, ...]:
+    """Every block of the scaled network in construction order.
+
+    ``index`` is the global block counter (the ``blocks_{k}`` of official checkpoints);
+    ``drop_rate`` is the linearly increasing stochastic-depth rate of the reference.
+    """
+    stages = scaled_stages(scaling)
+    total = float(sum(stage.repeats for stage in stages))
+    blocks: list[BlockSpec] = []
+    for stage_number, stage in enumerate(stages, start=1):
+        for repeat in range(stage.repeats):
+            first = repeat == 0
+            blocks.append(
+                BlockSpec(
+                    name=f"block{stage_number}{chr(ord('a') + repeat)}_",
+                    stage=stage_number,
+                    index=len(blocks),
+                    kernel_size=stage.kernel_size,
+                    filters_in=stage.filters_in if first else stage.filters_out,
+                    filters_out=stage.filters_out,
+                    expand_ratio=stage.expand_ratio,
+                    strides=stage.strides if first else 1,
+                    se_ratio=stage.se_ratio,
+                    drop_rate=scaling.drop_connect * len(blocks) / total,
+                )
+            )
+    return tuple(blocks)
+
+
+#: Pyramid level -> the stage whose last block is that level's feature (REFERENCE §2.2).
+FEATURE_LEVEL_STAGES: Mapping[int, int] = {1: 1, 2: 2, 3: 3, 4: 5, 5: 7}
+
+
+def feature_layer_names(scaling: EfficientNetScaling) -> dict[int, str]:
+    """Pyramid level -> name of the layer whose output is that level's feature."""
+    last_block = {block.stage: block for block in expand_blocks(scaling)}
+    names = {}
+    for level, stage in FEATURE_LEVEL_STAGES.items():
+        block = last_block[stage]
+        names[level] = block.name + ("add" if block.has_residual else "project_bn")
+    return names

@@ -1,0 +1,219 @@
+"""Public EfficientNet and EfficientNet-Lite builders, keras.applications-compatible.
+
+What the graph does to pixels (inputs are float RGB in [0, 255]):
+
+* B0–B7: ``Rescaling(1/255)`` then ``Normalization`` holding the ImageNet mean and variance
+  (std²), so the stem sees ``(x / 255 - mean) / std``. Unlike keras.applications, the graph is the
+  same whatever ``weights`` is: a ``weights=None`` model already normalizes with the ImageNet
+  statistics, and the published files (which store the standard deviations in the variance slot)
+  are corrected on load. Outputs equal keras.applications with ``weights="imagenet"``.
+* Lite0–4: ``Rescaling(1/128, offset=-127/128)``, i.e. ``(x - 127) / 128``; no Normalization.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_efficient.backbones.efficientnet import efficientnet_body
+from keras_efficient.configs.efficientnet import (
+    IMAGENET_MEAN_RGB,
+    IMAGENET_STD_RGB,
+    EfficientNetScaling,
+    feature_layer_names,
+    get_efficientnet_scaling,
+)
+from keras_efficient.layers.initializers import DENSE_KERNEL_INITIALIZER
+from keras_efficient.weights.loading import is_weights_source, load_weights_file
+from keras_efficient.weights.pretrained import load_pretrained
+
+MIN_INPUT_SIZE = 32
+POOLINGS = (None, "avg", "max")
+
+
+def _check_arguments(scaling: EfficientNetScaling, include_top: bool, weights: str | None,
+                     pooling: str | None, classes: int, classifier_activation: Any) -> None:
+    if not (weights in (None, "imagenet") or is_weights_source(weights)):
+        raise ValueError(
+            "The `weights` argument should be None (random initialization), 'imagenet' "
+            "(pre-training on ImageNet) or the path to an existing weights file; "
+            f"received weights={weights!r}, which is not a file that exists."
+        )
+    if weights == "imagenet" and include_top and classes != 1000:
+        raise ValueError(
+            "With weights='imagenet' and include_top=True, `classes` must be 1000 (the ImageNet "
+            f"classifier); received classes={classes}. For another number of classes use "
+            "include_top=False and add your own classifier, or weights=None."
+        )
+    if pooling not in POOLINGS:
+        raise ValueError(
+            f"`pooling` must be one of None, 'avg' or 'max'; received pooling={pooling!r}."
+        )
+    if pooling is not None and include_top:
+        raise ValueError(
+            f"`pooling` applies only with include_top=False (the classifier always averages); "
+            f"received pooling={pooling!r} with include_top=True."
+        )
+    if include_top and weights is not None:
+        activation = keras.activations.get(classifier_activation)
+        allowed = (keras.activations.get("softmax"), keras.activations.get(None))
+        if activation not in allowed:
+            raise ValueError(
+                "With pretrained weights and include_top=True, `classifier_activation` must be "
+                f"None or 'softmax'; received classifier_activation={classifier_activation!r}."
+            )
+
+
+def _input_shape(scaling: EfficientNetScaling, input_shape: Sequence[int | None] | None,
+                 include_top: bool, weights: str | None) -> tuple[int | None, ...]:
+    """The keras.applications rules for the input shape (channels last)."""
+    default = (scaling.resolution, scaling.resolution, 3)
+    if input_shape is None:
+        return default if include_top else (None, None, 3)
+    shape = tuple(input_shape)
+    if len(shape) != 3:
+        raise ValueError(
+            f"`input_shape` must be a tuple of three integers (height, width, channels); "
+            f"received input_shape={input_shape!r}."
+        )
+    if weights == "imagenet" and include_top and shape != default:
+        raise ValueError(
+            f"With weights='imagenet' and include_top=True, `input_shape` must be {default}; "
+            f"received input_shape={shape}. Use include_top=False for other sizes."
+        )
+    if weights == "imagenet" and shape[-1] != 3:
+        raise ValueError(
+            f"ImageNet weights need 3 input channels (RGB); received input_shape={shape}."
+        )
+    if weights != "imagenet" and shape[-1] not in (1, 3):
+        warnings.warn(
+            f"This model usually expects 1 or 3 input channels; received input_shape={shape}.",
+            stacklevel=3,
+        )
+    for size in shape[:2]:
+        if size is not None and size < MIN_INPUT_SIZE:
+            raise ValueError(
+                f"Input size must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}; "
+                f"received input_shape={shape}."
+            )
+    if include_top and None in shape[:2]:
+        raise ValueError(
+            "include_top=True needs a static input size (the classifier is fixed); received "
+            f"input_shape={shape}."
+        )
+    return shape
+
+
+def preprocessing_layers(scaling: EfficientNetScaling) -> list[keras.layers.Layer]:
+    """The in-graph pixel preprocessing of a variant (see the module docstring)."""
+    if scaling.lite:
+        return [keras.layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="rescaling")]
+    return [
+        keras.layers.Rescaling(1.0 / 255.0, name="rescaling"),
+        keras.layers.Normalization(axis=-1, name="normalization"),
+    ]
+
+
+def set_imagenet_normalization(model: keras.Model) -> None:
+    """Put the ImageNet mean and variance (std²) into the model's Normalization layer."""
+    layer = model.get_layer("normalization")
+    mean = np.asarray(IMAGENET_MEAN_RGB, dtype="float32")
+    variance = np.square(np.asarray(IMAGENET_STD_RGB, dtype="float32"))
+    layer.set_weights([mean, variance, np.zeros((), dtype=layer.weights[2].dtype)])
+
+
+def EfficientNet(scaling: EfficientNetScaling | str, include_top: bool = True,
+                 weights: str | None = "imagenet", input_tensor: Any = None,
+                 input_shape: Sequence[int | None] | None = None, pooling: str | None = None,
+                 classes: int = 1000, classifier_activation: Any = "softmax",
+                 name: str | None = None, *, drop_connect_rate: float | None = None
+                 ) -> keras.Model:
+    """Build an EfficientNet classifier (or feature extractor) from a scaling-table row.
+
+    Args:
+        scaling: a row of ``EFFICIENTNET_VARIANTS`` (or its name); ``row.with_(width=...)``
+            gives custom scalings.
+        include_top: add global pooling, dropout and the ``predictions`` dense layer.
+        weights: None, "imagenet" (downloaded once into the Keras cache and verified) or the
+            path to a weights file (keras.applications ``.h5``, Keras ``.weights.h5`` or an
+            official TF checkpoint prefix for the Lite variants).
+        input_tensor: optional Keras tensor to use as the image input.
+        input_shape: (height, width, channels); defaults to the variant's resolution with top,
+            (None, None, 3) without.
+        pooling: without top, None (4D output), "avg" or "max" (2D output).
+        classes: number of classes with top.
+        classifier_activation: activation of the ``predictions`` layer.
+        name: model name (defaults to the variant name, e.g. ``"efficientnetb0"``).
+        drop_connect_rate: override the stochastic-depth rate (0.2 by default).
+
+    Inputs are float RGB in [0, 255]; see the module docstring for the in-graph preprocessing.
+
+    Example:
+        >>> model = EfficientNet("b0", weights=None)
+    """
+    if isinstance(scaling, str):
+        scaling = get_efficientnet_scaling(scaling)
+    _check_arguments(scaling, include_top, weights, pooling, classes, classifier_activation)
+    shape = _input_shape(scaling, input_shape, include_top, weights)
+
+    if input_tensor is None:
+        image = keras.Input(shape=shape, name="input_layer")
+        inputs: Any = image
+    elif keras.backend.is_keras_tensor(input_tensor):
+        image = input_tensor
+        inputs = keras.utils.get_source_inputs(input_tensor)
+    else:
+        image = keras.Input(tensor=input_tensor, shape=shape)
+        inputs = image
+
+    x = image
+    for layer in preprocessing_layers(scaling):
+        x = layer(x)
+    x, _ = efficientnet_body(x, scaling, include_head=True, drop_connect_rate=drop_connect_rate)
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        if scaling.dropout > 0:
+            x = keras.layers.Dropout(scaling.dropout, name="top_dropout")(x)
+        x = keras.layers.Dense(classes, activation=classifier_activation,
+                               kernel_initializer=DENSE_KERNEL_INITIALIZER,
+                               bias_initializer="zeros", name="predictions")(x)
+    elif pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+
+    model = keras.Model(inputs, x, name=name or scaling.name)
+    if not scaling.lite:
+        set_imagenet_normalization(model)
+    if weights == "imagenet":
+        load_pretrained(model, scaling.name, include_top=include_top)
+    elif weights is not None:
+        load_weights_file(model, weights, scaling)
+    return model
+
+
+def EfficientNetBackbone(scaling: EfficientNetScaling | str,
+                         input_shape: Sequence[int | None] = (None, None, 3),
+                         weights: str | None = None, levels: Sequence[int] = (3, 4, 5),
+                         input_tensor: Any = None, name: str | None = None) -> keras.Model:
+    """A multi-scale feature extractor: outputs ``{"P3": ..., "P4": ..., "P5": ...}``.
+
+    ``levels`` picks from P1–P5 (strides 2–32): the output of the last block of stages 1, 2,
+    3, 5 and 7. Built on the same graph as the classifier, so ``weights`` takes the classifier's
+    ImageNet weights ("imagenet") or a classifier weights file; the unused head is dropped.
+    """
+    if isinstance(scaling, str):
+        scaling = get_efficientnet_scaling(scaling)
+    unknown = sorted(set(levels) - {1, 2, 3, 4, 5})
+    if unknown:
+        raise ValueError(f"EfficientNet features exist for levels 1-5; received levels {unknown}.")
+    classifier = EfficientNet(scaling, include_top=False, weights=weights,
+                              input_tensor=input_tensor, input_shape=input_shape)
+    taps = feature_layer_names(scaling)
+    outputs = {f"P{level}": classifier.get_layer(taps[level]).output for level in levels}
+    return keras.Model(classifier.inputs, outputs, name=name or f"{scaling.name}_backbone")
+

@@ -1,0 +1,666 @@
+"""Download, verify and cache pretrained weight files; extract archives safely.
+
+Everything here uses the standard library only, so weights can be fetched
+without importing Keras or TensorFlow. Files are cached under
+``$KERAS_HOME/models`` (default ``~/.keras/models``) like ``keras.utils.get_file``,
+but downloads are atomic (streamed into a temporary ``.part`` file, checked,
+then renamed), checksums are verified, and publishers that do not publish
+checksums are handled by trust on first use through a JSON manifest.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import http.client
+import json
+import logging
+import os
+import posixpath
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import IO, Any, BinaryIO
+
+__all__ = [
+    "MANIFEST_NAME",
+    "WeightsDownloadError",
+    "fetch",
+    "file_hash",
+    "keras_cache_dir",
+    "safe_extract",
+]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "keras_efficient_manifest.json"
+"""Trust-on-first-use manifest kept in each cache directory."""
+
+EXTRACTED_MARKER = ".keras_efficient_extracted"
+"""Marker written last into a directory produced by :func:`safe_extract`."""
+
+_CHUNK_SIZE = 1 << 20
+_MANIFEST_FORMAT = 1
+_USER_AGENT = "keras_efficient-weights/1 (+python-urllib)"
+_HEX_LENGTHS = {"md5": 32, "sha256": 64}
+_HEX_RE = re.compile(r"[0-9a-f]+")
+# tarfile extraction filters exist from Python 3.10.12 / 3.11.4 on.
+_HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
+_FILTER_ERRORS: tuple[type[Exception], ...] = (tarfile.FilterError,) if _HAS_DATA_FILTER else ()
+
+
+def keras_cache_dir(subdir: str = "models") -> Path:
+    """Return ``$KERAS_HOME/<subdir>`` (default ``~/.keras/<subdir>``), creating it.
+
+    As in Keras, when ``KERAS_HOME`` is unset and the home directory is not
+    writable, ``<tmp>/.keras/<subdir>`` is used instead.
+    """
+    keras_home = os.environ.get("KERAS_HOME")
+    if keras_home:
+        path = Path(keras_home).expanduser() / subdir
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    path = Path.home() / ".keras" / subdir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        path = Path(tempfile.gettempdir()) / ".keras" / subdir
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class WeightsDownloadError(OSError):
+    """A weight file could not be downloaded or verified.
+
+    The message names the URL, the cache path, the cause, and how to place
+    the file by hand (for offline machines or blocked networks).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        path: str | os.PathLike[str],
+        reason: str,
+        md5: str | None = None,
+        sha256: str | None = None,
+    ) -> None:
+        self.url = url
+        self.path = Path(path)
+        self.reason = reason
+        self.md5 = md5
+        self.sha256 = sha256
+        expected = [
+            f"{name} {value}" for name, value in (("md5", md5), ("sha256", sha256)) if value
+        ]
+        if expected:
+            check = "; expected " + ", ".join(expected)
+        else:
+            check = (
+                "; no checksum is published for it, so its sha256 is recorded on first use"
+                f" in {self.path.parent / MANIFEST_NAME}"
+            )
+        super().__init__(
+            f"Could not fetch {url} into {self.path}: {reason}. To install it by hand,"
+            f" download {url} with a browser or `curl -L -o '{self.path}' '{url}'`"
+            f" and save it as {self.path}{check}."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.url, str(self.path), self.reason, self.md5, self.sha256))
+
+
+def file_hash(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
+    """Return the hex digest of a file, read in chunks (``algorithm`` as in hashlib)."""
+    return _file_digests(Path(path), (algorithm,))[algorithm]
+
+
+def _file_digests(path: Path, algorithms: tuple[str, ...]) -> dict[str, str]:
+    hashers = {name: hashlib.new(name) for name in algorithms}
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK_SIZE):
+            for hasher in hashers.values():
+                hasher.update(chunk)
+    return {name: hasher.hexdigest() for name, hasher in hashers.items()}
+
+
+def _normalize_hash(value: str | None, algorithm: str) -> str | None:
+    if value is None:
+        return None
+    normalized = value.strip().lower()
+    if len(normalized) != _HEX_LENGTHS[algorithm] or not _HEX_RE.fullmatch(normalized):
+        raise ValueError(
+            f"{algorithm} must be {_HEX_LENGTHS[algorithm]} hexadecimal digits, got {value!r}"
+        )
+    return normalized
+
+
+def _check_filename(filename: str) -> None:
+    if (
+        not filename
+        or filename in (".", "..", MANIFEST_NAME)
+        or "/" in filename
+        or "\\" in filename
+        or "\0" in filename
+        or (os.altsep is not None and os.altsep in filename)
+    ):
+        raise ValueError(f"filename must be a plain file name in the cache dir, got {filename!r}")
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def _load_manifest(cache_dir: Path) -> dict[str, dict[str, Any]]:
+    """Read the TOFU manifest; anything unreadable is logged and treated as empty."""
+    path = cache_dir / MANIFEST_NAME
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        logger.warning("Ignoring unreadable weights manifest %s: %s", path, exc)
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        logger.warning("Ignoring corrupt weights manifest %s: %s", path, exc)
+        return {}
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict):
+        logger.warning("Ignoring weights manifest %s: unexpected structure", path)
+        return {}
+    entries: dict[str, dict[str, Any]] = {}
+    for name, entry in files.items():
+        if (
+            isinstance(entry, dict)
+            and isinstance(entry.get("size"), int)
+            and isinstance(entry.get("sha256"), str)
+        ):
+            entries[name] = entry
+        else:
+            logger.warning("Ignoring malformed entry %r in weights manifest %s", name, path)
+    return entries
+
+
+def _write_manifest(cache_dir: Path, entries: dict[str, dict[str, Any]]) -> None:
+    """Write the manifest atomically (temporary file, fsync, rename)."""
+    text = json.dumps({"format": _MANIFEST_FORMAT, "files": entries}, indent=2, sort_keys=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{MANIFEST_NAME}.", suffix=".part", dir=cache_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, cache_dir / MANIFEST_NAME)
+    except BaseException:
+        _unlink_quietly(Path(tmp_name))
+        raise
+    _fsync_dir(cache_dir)
+
+
+def _record(cache_dir: Path, filename: str, url: str, size: int, sha256: str) -> None:
+    """Record (or refresh) a file's manifest entry; failures only log a warning."""
+    entries = _load_manifest(cache_dir)
+    now = _dt.datetime.now(_dt.timezone.utc)  # noqa: UP017 - datetime.UTC needs 3.11
+    entries[filename] = {
+        "url": url,
+        "size": size,
+        "sha256": sha256,
+        "recorded": now.isoformat(timespec="seconds"),
+    }
+    try:
+        _write_manifest(cache_dir, entries)
+    except OSError as exc:
+        logger.warning("Could not update weights manifest in %s: %s", cache_dir, exc)
+
+
+# --------------------------------------------------------------------------- cache check
+
+
+def _cached_file_ok(
+    target: Path, url: str, md5: str | None, sha256: str | None, cache_dir: Path
+) -> bool:
+    """Whether an existing cached file can be used without touching the network."""
+    if md5 is not None or sha256 is not None:
+        expected = {name: value for name, value in (("md5", md5), ("sha256", sha256)) if value}
+        actual = _file_digests(target, ("md5", "sha256") if md5 else ("sha256",))
+        bad = [name for name in expected if actual[name] != expected[name]]
+        if bad:
+            logger.warning(
+                "Cached file %s does not match its checksum (%s); downloading it again from %s",
+                target,
+                ", ".join(f"expected {n} {expected[n]}, got {actual[n]}" for n in bad),
+                url,
+            )
+            return False
+        # Keep the manifest in line with a verified file (e.g. one placed by hand).
+        entry = _load_manifest(cache_dir).get(target.name)
+        if entry is None or entry["sha256"] != actual["sha256"]:
+            _record(cache_dir, target.name, url, target.stat().st_size, actual["sha256"])
+        return True
+
+    entry = _load_manifest(cache_dir).get(target.name)
+    if entry is None:
+        # Trust on first use also covers a file placed by hand: adopt and record it.
+        digest = file_hash(target)
+        logger.info("Recording sha256 %s of existing file %s (trust on first use)", digest, target)
+        _record(cache_dir, target.name, url, target.stat().st_size, digest)
+        return True
+    size = target.stat().st_size
+    if size != entry["size"]:
+        logger.warning(
+            "Cached file %s has size %d but %s recorded size %d (sha256 %s);"
+            " downloading it again from %s",
+            target,
+            size,
+            MANIFEST_NAME,
+            entry["size"],
+            entry["sha256"],
+            url,
+        )
+        return False
+    digest = file_hash(target)
+    if digest != entry["sha256"]:
+        logger.warning(
+            "Cached file %s does not match %s: expected sha256 %s, got %s;"
+            " downloading it again from %s",
+            target,
+            MANIFEST_NAME,
+            entry["sha256"],
+            digest,
+            url,
+        )
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- download
+
+
+def _format_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+class _Progress:
+    """Compact progress line on stderr (redrawn in place on a TTY, throttled otherwise)."""
+
+    def __init__(self, label: str, total: int | None, enabled: bool, stream: IO[str]) -> None:
+        self.label = label
+        self.total = total
+        self.enabled = enabled
+        self.stream = stream
+        isatty = getattr(stream, "isatty", None)
+        self.interactive = bool(isatty and isatty())
+        self.interval = 0.5 if self.interactive else 10.0
+        self.last = time.monotonic()
+        self.shown = False
+
+    def _line(self, received: int) -> str:
+        if self.total:
+            percent = 100.0 * received / self.total
+            amount = f"{_format_bytes(received)} / {_format_bytes(self.total)} ({percent:.0f}%)"
+        else:
+            amount = _format_bytes(received)
+        return f"Downloading {self.label}: {amount}"
+
+    def _emit(self, received: int) -> None:
+        end = "" if self.interactive else "\n"
+        prefix = "\r\x1b[K" if self.interactive else ""
+        self.stream.write(prefix + self._line(received) + end)
+        self.stream.flush()
+        self.shown = True
+
+    def update(self, received: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            self._emit(received)
+
+    def close(self, received: int, ok: bool) -> None:
+        if not self.enabled:
+            return
+        if ok:
+            self._emit(received)
+        if self.interactive and self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _content_length(response: Any) -> int | None:
+    value = response.headers.get("Content-Length")
+    if value is None:
+        return None
+    try:
+        length = int(value)
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+def _stream_to(
+    url: str, out: BinaryIO, label: str, progress: bool, timeout: float
+) -> tuple[int, dict[str, str]]:
+    """Stream ``url`` into ``out``; return (size, {"md5": ..., "sha256": ...})."""
+    hashers = {"md5": hashlib.md5(usedforsecurity=False), "sha256": hashlib.sha256()}
+    request = urllib.request.Request(
+        url, headers={"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
+    )
+    received = 0
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        total = _content_length(response)
+        bar = _Progress(label, total, progress, sys.stderr)
+        ok = False
+        try:
+            while chunk := response.read(_CHUNK_SIZE):
+                out.write(chunk)
+                for hasher in hashers.values():
+                    hasher.update(chunk)
+                received += len(chunk)
+                bar.update(received)
+            if total is not None and received != total:
+                raise _TruncatedError(
+                    f"download truncated: received {received} of {total} bytes"
+                    " announced by Content-Length"
+                )
+            ok = True
+        finally:
+            bar.close(received, ok)
+    return received, {name: hasher.hexdigest() for name, hasher in hashers.items()}
+
+
+class _TruncatedError(OSError):
+    """The connection ended before Content-Length bytes arrived."""
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # pragma: no cover - best effort cleanup
+        logger.warning("Could not remove temporary file %s: %s", path, exc)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist a rename on POSIX; a no-op where directories cannot be opened."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP error {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        reason = exc.reason
+        text = f"{type(reason).__name__}: {reason}" if isinstance(reason, BaseException) else reason
+        return f"connection failed ({text})"
+    if isinstance(exc, http.client.IncompleteRead):
+        return f"download truncated: connection closed early ({exc!r})"
+    if isinstance(exc, _TruncatedError):
+        return str(exc)
+    if isinstance(exc, TimeoutError):
+        return f"timed out ({exc})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _download(
+    url: str,
+    target: Path,
+    *,
+    md5: str | None,
+    sha256: str | None,
+    progress: bool,
+    timeout: float,
+) -> tuple[int, str]:
+    """Download ``url`` atomically to ``target``; return (size, sha256)."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        try:
+            with os.fdopen(fd, "wb") as out:
+                size, digests = _stream_to(url, out, target.name, progress, timeout)
+                out.flush()
+                os.fsync(out.fileno())
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise WeightsDownloadError(url, target, _describe(exc), md5=md5, sha256=sha256) from exc
+        for name, expected in (("md5", md5), ("sha256", sha256)):
+            if expected is not None and digests[name] != expected:
+                raise WeightsDownloadError(
+                    url,
+                    target,
+                    f"checksum mismatch for {url}: expected {name} {expected},"
+                    f" got {digests[name]} ({size} bytes received)",
+                    md5=md5,
+                    sha256=sha256,
+                )
+        try:
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
+            os.replace(tmp, target)
+        except OSError as exc:
+            reason = f"could not move the download into place: {exc}"
+            raise WeightsDownloadError(url, target, reason, md5=md5, sha256=sha256) from exc
+    except BaseException:
+        # HTTP errors, truncation, bad checksums, KeyboardInterrupt, ...: leave nothing behind.
+        _unlink_quietly(tmp)
+        raise
+    _fsync_dir(target.parent)
+    return size, digests["sha256"]
+
+
+def fetch(
+    url: str,
+    filename: str,
+    *,
+    md5: str | None = None,
+    sha256: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
+    """Return the path of ``filename`` in the cache, downloading ``url`` if needed.
+
+    A cached file that matches the given ``md5``/``sha256`` is returned without
+    any network access. Without checksums, the size and sha256 recorded in
+    :data:`MANIFEST_NAME` at first use are checked instead (a pinned ``sha256``
+    overrides the manifest). A mismatching file is logged and downloaded again;
+    it stays untouched until a verified replacement is renamed over it.
+
+    Args:
+        url: Where to download the file from (``http``, ``https``, ``file``).
+        filename: Plain file name inside the cache directory.
+        md5: Expected hex md5 digest, if published.
+        sha256: Expected hex sha256 digest, if published.
+        cache_dir: Directory to use; default :func:`keras_cache_dir`.
+        progress: Print a progress line to stderr while downloading.
+        timeout: Socket timeout in seconds for connecting and each read.
+
+    Raises:
+        WeightsDownloadError: The download failed or did not match its checksum
+            (``KeyboardInterrupt`` propagates unchanged). No partial file is kept.
+        ValueError: ``filename`` is not a plain name or a checksum is malformed.
+    """
+    _check_filename(filename)
+    md5 = _normalize_hash(md5, "md5")
+    sha256 = _normalize_hash(sha256, "sha256")
+    if cache_dir is None:
+        directory = keras_cache_dir()
+    else:
+        directory = Path(cache_dir).expanduser()
+        directory.mkdir(parents=True, exist_ok=True)
+    target = directory / filename
+
+    if target.is_file() and _cached_file_ok(target, url, md5, sha256, directory):
+        return target
+
+    size, digest = _download(
+        url, target, md5=md5, sha256=sha256, progress=progress, timeout=timeout
+    )
+    _record(directory, filename, url, size, digest)
+    return target
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+def _is_absolute(name: str) -> bool:
+    return (
+        name.startswith(("/", "\\"))
+        or PurePosixPath(name).is_absolute()
+        or bool(PureWindowsPath(name).drive)
+    )
+
+
+def _escapes(name: str) -> bool:
+    """Whether a relative archive path leaves the extraction root once normalized."""
+    normalized = posixpath.normpath(name.replace("\\", "/"))
+    return normalized == ".." or normalized.startswith("../")
+
+
+def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
+    name = member.name
+
+    def reject(why: str) -> ValueError:
+        return ValueError(f"refusing to extract {archive}: member {name!r} {why}")
+
+    if not name or "\0" in name:
+        raise reject("has an invalid name")
+    if _is_absolute(name):
+        raise reject("has an absolute path")
+    if ".." in PurePosixPath(name.replace("\\", "/")).parts:
+        raise reject("contains a '..' path component")
+    if member.issym():
+        link = member.linkname
+        if _is_absolute(link) or _escapes(posixpath.join(posixpath.dirname(name), link)):
+            raise reject(f"is a symlink pointing outside the destination ({link!r})")
+    elif member.islnk():
+        link = member.linkname
+        if _is_absolute(link) or _escapes(link):
+            raise reject(f"is a hard link pointing outside the destination ({link!r})")
+    elif member.ischr() or member.isblk() or member.isfifo():
+        raise reject("is a device file or FIFO")
+    elif not (member.isfile() or member.isdir()):
+        raise reject(f"has unsupported type {member.type!r}")
+
+
+def _is_complete(directory: Path) -> bool:
+    return directory.is_dir() and (directory / EXTRACTED_MARKER).is_file()
+
+
+def _dest_is_free(dest: Path) -> bool:
+    """Whether ``dest`` may be (re)placed; raise if it holds foreign content.
+
+    Returns False when ``dest`` already is a complete extraction.
+    """
+    if _is_complete(dest):
+        return False
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise FileExistsError(f"{dest} exists and is not a directory; remove it and retry")
+    if dest.is_dir() and any(dest.iterdir()):
+        raise FileExistsError(
+            f"{dest} exists but is not a complete extraction (no {EXTRACTED_MARKER} marker);"
+            " remove it and retry"
+        )
+    return True
+
+
+def _open_tar(archive: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(archive, "r:*")
+    except tarfile.TarError as exc:
+        raise ValueError(f"{archive} is not a readable tar archive: {exc}") from exc
+
+
+def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+    """Extract a ``.tar``/``.tar.gz``/``.tgz`` archive into ``dest`` safely and atomically.
+
+    Members with absolute paths, ``..`` components, links pointing outside
+    ``dest``, or device files are rejected with a ``ValueError`` naming the
+    member before anything is written; extraction also uses ``tarfile``'s
+    ``filter="data"``. The archive is unpacked into a temporary sibling
+    directory, a marker file (:data:`EXTRACTED_MARKER`) is written last, and the
+    directory is renamed to ``dest``. A ``dest`` holding a complete extraction
+    is returned as is (the archive is not read); an empty ``dest`` directory is
+    replaced; any other existing ``dest`` raises ``FileExistsError``.
+    """
+    archive = Path(archive)
+    dest = Path(dest)
+    if not _dest_is_free(dest):
+        return dest
+
+    with _open_tar(archive) as tar:
+        try:
+            members = tar.getmembers()
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise ValueError(f"{archive} is corrupt or truncated: {exc}") from exc
+        for member in members:
+            _check_member(member, archive)
+
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".extract", dir=dest.parent))
+        try:
+            try:
+                if _HAS_DATA_FILTER:
+                    tar.extractall(tmp, members=members, filter="data")
+                else:  # pragma: no cover - old patch releases; members were checked above
+                    tar.extractall(tmp, members=members)
+            except _FILTER_ERRORS as exc:
+                tarinfo = getattr(exc, "tarinfo", None)
+                member_name = tarinfo.name if tarinfo is not None else "?"
+                raise ValueError(
+                    f"refusing to extract {archive}: member {member_name!r} rejected ({exc})"
+                ) from exc
+            except (tarfile.TarError, EOFError, zlib.error) as exc:
+                raise ValueError(f"{archive} is corrupt or truncated: {exc}") from exc
+            info = {
+                "archive": archive.name,
+                "size": archive.stat().st_size,
+                "members": len(members),
+            }
+            with open(tmp / EXTRACTED_MARKER, "w", encoding="utf-8") as handle:
+                json.dump(info, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            _install_dir(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return dest
+
+
+def _install_dir(tmp: Path, dest: Path) -> None:
+    """Rename a finished extraction to ``dest`` (tolerating a concurrent winner)."""
+    if not _dest_is_free(dest):  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    if dest.is_dir():
+        dest.rmdir()  # empty, checked above
+    try:
+        os.rename(tmp, dest)
+    except OSError:
+        if not _is_complete(dest):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # lost a race with a concurrent extraction
+    _fsync_dir(dest.parent)
