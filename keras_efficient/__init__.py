@@ -1,27 +1,27 @@
-"""keras_efficient: EfficientNet and EfficientDet for Keras 3, ready for TFLite and EdgeTPU."""
+"""keras_efficient: EfficientNet and EfficientDet for Keras 3, ready for TFLite and EdgeTPU.
 
-from keras_efficient.configs import EFFICIENTNET_VARIANTS, EfficientNetScaling
-from keras_efficient.models import (
-    EfficientNet,
-    EfficientNetB0,
-    EfficientNetB1,
-    EfficientNetB2,
-    EfficientNetB3,
-    EfficientNetB4,
-    EfficientNetB5,
-    EfficientNetB6,
-    EfficientNetB7,
-    EfficientNetBackbone,
-    EfficientNetLite0,
-    EfficientNetLite1,
-    EfficientNetLite2,
-    EfficientNetLite3,
-    EfficientNetLite4,
-    get_model,
-)
-from keras_efficient.models.imagenet import decode_predictions, preprocess_input
+The public API is re-exported here and imported on first use, so that
+``import keras_efficient.configs`` stays free of TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "EFFICIENTNET_VARIANTS": "keras_efficient.configs",
+    "EfficientNetScaling": "keras_efficient.configs",
+    "EfficientNet": "keras_efficient.models",
+    "EfficientNetBackbone": "keras_efficient.models",
+    **{f"EfficientNetB{i}": "keras_efficient.models" for i in range(8)},
+    **{f"EfficientNetLite{i}": "keras_efficient.models" for i in range(5)},
+    "get_model": "keras_efficient.models",
+    "decode_predictions": "keras_efficient.models.imagenet",
+    "preprocess_input": "keras_efficient.models.imagenet",
+}
 
 __all__ = [
     "EFFICIENTNET_VARIANTS",
@@ -41,8 +41,42 @@ __all__ = [
     "EfficientNetLite3",
     "EfficientNetLite4",
     "EfficientNetScaling",
-    "__version__",
     "decode_predictions",
     "get_model",
     "preprocess_input",
 ]
+
+if TYPE_CHECKING:
+    from keras_efficient.configs import EFFICIENTNET_VARIANTS, EfficientNetScaling
+    from keras_efficient.models import (
+        EfficientNet,
+        EfficientNetB0,
+        EfficientNetB1,
+        EfficientNetB2,
+        EfficientNetB3,
+        EfficientNetB4,
+        EfficientNetB5,
+        EfficientNetB6,
+        EfficientNetB7,
+        EfficientNetBackbone,
+        EfficientNetLite0,
+        EfficientNetLite1,
+        EfficientNetLite2,
+        EfficientNetLite3,
+        EfficientNetLite4,
+        get_model,
+    )
+    from keras_efficient.models.imagenet import decode_predictions, preprocess_input
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keras_efficient' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
