@@ -7,6 +7,8 @@ What the graph does to pixels (inputs are float RGB in [0, 255]):
   same whatever ``weights`` is: a ``weights=None`` model already normalizes with the ImageNet
   statistics, and the published files (which store the standard deviations in the variance slot)
   are corrected on load. Outputs equal keras.applications with ``weights="imagenet"``.
+  With other than 3 input channels the Normalization layer starts as the identity
+  (mean 0, variance 1), as in keras.applications.
 * Lite0–4: ``Rescaling(1/128, offset=-127/128)``, i.e. ``(x - 127) / 128``; no Normalization.
 """
 
@@ -124,6 +126,7 @@ def set_imagenet_normalization(model: keras.Model) -> None:
     mean = np.asarray(IMAGENET_MEAN_RGB, dtype="float32")
     variance = np.square(np.asarray(IMAGENET_STD_RGB, dtype="float32"))
     layer.set_weights([mean, variance, np.zeros((), dtype=layer.weights[2].dtype)])
+    layer.finalize_state()  # Normalization caches its statistics; refresh them.
 
 
 def EfficientNet(scaling: EfficientNetScaling | str, include_top: bool = True,
@@ -187,7 +190,7 @@ def EfficientNet(scaling: EfficientNetScaling | str, include_top: bool = True,
         x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
 
     model = keras.Model(inputs, x, name=name or scaling.name)
-    if not scaling.lite:
+    if not scaling.lite and image.shape[-1] == 3:
         set_imagenet_normalization(model)
     if weights == "imagenet":
         load_pretrained(model, scaling.name, include_top=include_top)

@@ -46,6 +46,7 @@ def fix_imagenet_variance(model: Any) -> bool:
     if variance.shape != std.shape or not np.allclose(variance, std, rtol=0, atol=1e-6):
         return False
     layer.set_weights([mean, np.square(std), count])
+    layer.finalize_state()  # Normalization caches its statistics; refresh them.
     return True
 
 
