@@ -58,7 +58,15 @@ def load_weights_file(model: Any, path: str | os.PathLike[str],
     """
     name = os.fspath(path)
     if name.endswith((".weights.h5", ".keras", ".weights.json")):
-        model.load_weights(name)
+        try:
+            model.load_weights(name)
+        except ValueError as error:
+            first_line = str(error).split("Target variable")[0].strip()
+            raise ValueError(
+                f"Could not load the weights file {name!r} into {model.name!r}: {first_line} "
+                "Build the model with the same variant, include_top, classes and input "
+                "channels as the model that saved the file."
+            ) from error
         return
     if name.endswith((".h5", ".hdf5")):
         try:
