@@ -1,0 +1,155 @@
+"""EfficientDet scaling table (D0–D7x, Lite0–4) and the BiFPN topology as data (REFERENCE §2).
+
+The BiFPN of one cell, for levels P3–P7 (ids 0–4 are the cell inputs; nodes append ids 5–12)::
+
+    P7 (4) ─────────────────────────────────────────────┬──► P7 out (12) = [4, 11]
+      │ up                                              │
+    P6 (3) ──► P6 td (5) = [3, 4] ──────────────────────┼──► P6 out (11) = [3, 5, 10]
+                 │ up                                   ▲ down
+    P5 (2) ──► P5 td (6) = [2, 5] ──────────────────────┼──► P5 out (10) = [2, 6, 9]
+                 │ up                                   ▲ down
+    P4 (1) ──► P4 td (7) = [1, 6] ──────────────────────┼──► P4 out (9)  = [1, 7, 8]
+                 │ up                                   ▲ down
+    P3 (0) ─────────────────────────────────────────────┴──► P3 out (8)  = [0, 7]
+
+Top-down nodes for levels max−1 down to min read [latest(level), latest(level+1)]; bottom-up
+nodes for levels min+1 up to max read [every node of level] + [latest(level−1)]. The cell's
+outputs are the latest node of each level. :func:`bifpn_nodes` derives this for any levels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from keras_efficient.configs.anchors import AnchorSpec
+
+FUSION_MODES = ("fast", "softmax", "sum")
+
+
+@dataclasses.dataclass(frozen=True)
+class BiFPNNode:
+    """One fusion node: its pyramid level and the ids of the tensors it fuses."""
+
+    level: int
+    inputs: tuple[int, ...]
+
+
+def bifpn_nodes(min_level: int = 3, max_level: int = 7) -> tuple[BiFPNNode, ...]:
+    """The nodes of one BiFPN cell; ids count the cell inputs (one per level) first."""
+    levels = list(range(min_level, max_level + 1))
+    ids_by_level: dict[int, list[int]] = {level: [i] for i, level in enumerate(levels)}
+    next_id = len(levels)
+    nodes = []
+
+    def add(level: int, inputs: list[int]) -> None:
+        nonlocal next_id
+        nodes.append(BiFPNNode(level, tuple(inputs)))
+        ids_by_level[level].append(next_id)
+        next_id += 1
+
+    for level in range(max_level - 1, min_level - 1, -1):
+        add(level, [ids_by_level[level][-1], ids_by_level[level + 1][-1]])
+    for level in range(min_level + 1, max_level + 1):
+        add(level, [*ids_by_level[level], ids_by_level[level - 1][-1]])
+    return tuple(nodes)
+
+
+@dataclasses.dataclass(frozen=True)
+class EfficientDetSpec:
+    """One row of the EfficientDet table (REFERENCE §2.1)."""
+
+    name: str
+    backbone: str
+    input_size: int
+    fpn_filters: int
+    fpn_cells: int
+    head_repeats: int
+    anchor_scale: float
+    fusion: str
+    activation: str
+    min_level: int = 3
+    max_level: int = 7
+    num_scales: int = 3
+    aspect_ratios: tuple[float, ...] = (1.0, 2.0, 0.5)
+    published_ap: float = 0.0
+    published_macs: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSION_MODES:
+            raise ValueError(f"fusion must be one of {FUSION_MODES}; received {self.fusion!r}.")
+        if self.min_level != 3 or self.max_level < 5:
+            raise ValueError(
+                "EfficientDet reads backbone levels P3–P5: min_level must be 3 and max_level "
+                f"at least 5; received {self.min_level}..{self.max_level}."
+            )
+
+    @property
+    def lite(self) -> bool:
+        return "lite" in self.backbone
+
+    @property
+    def anchors_per_location(self) -> int:
+        return self.num_scales * len(self.aspect_ratios)
+
+    @property
+    def checkpoint_scope(self) -> str:
+        """Variable-name prefix of the backbone in the official checkpoints."""
+        return self.backbone.replace("efficientnet", "efficientnet-")
+
+    def anchor_spec(self, image_size: tuple[int, int] | None = None) -> AnchorSpec:
+        """The anchors this detector predicts against."""
+        return AnchorSpec(image_size=image_size or (self.input_size, self.input_size),
+                          min_level=self.min_level, max_level=self.max_level,
+                          num_scales=self.num_scales, aspect_ratios=self.aspect_ratios,
+                          anchor_scale=self.anchor_scale)
+
+    def with_(self, **changes: object) -> EfficientDetSpec:
+        """A copy with some fields changed, for custom detectors."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _d(name: str, backbone: str, size: int, width: int, cells: int, head: int, scale: float,
+       fusion: str, ap: float, macs: float, max_level: int = 7) -> EfficientDetSpec:
+    return EfficientDetSpec(name, backbone, size, width, cells, head, scale, fusion, "swish",
+                            max_level=max_level, published_ap=ap, published_macs=macs)
+
+
+def _lite(name: str, backbone: str, size: int, width: int, cells: int, head: int,
+          scale: float, ap: float) -> EfficientDetSpec:
+    return EfficientDetSpec(name, backbone, size, width, cells, head, scale, "sum", "relu6",
+                            published_ap=ap)
+
+
+EFFICIENTDET_VARIANTS: Mapping[str, EfficientDetSpec] = {
+    row.name: row
+    for row in (
+        _d("efficientdet-d0", "efficientnetb0", 512, 64, 3, 3, 4.0, "fast", 34.6, 2.54e9),
+        _d("efficientdet-d1", "efficientnetb1", 640, 88, 4, 3, 4.0, "fast", 40.5, 6.10e9),
+        _d("efficientdet-d2", "efficientnetb2", 768, 112, 5, 3, 4.0, "fast", 43.9, 11.0e9),
+        _d("efficientdet-d3", "efficientnetb3", 896, 160, 6, 4, 4.0, "fast", 47.2, 24.9e9),
+        _d("efficientdet-d4", "efficientnetb4", 1024, 224, 7, 4, 4.0, "fast", 49.7, 55.2e9),
+        _d("efficientdet-d5", "efficientnetb5", 1280, 288, 7, 4, 4.0, "fast", 51.5, 130e9),
+        _d("efficientdet-d6", "efficientnetb6", 1280, 384, 8, 5, 4.0, "sum", 52.6, 226e9),
+        _d("efficientdet-d7", "efficientnetb6", 1536, 384, 8, 5, 5.0, "sum", 53.7, 325e9),
+        _d("efficientdet-d7x", "efficientnetb7", 1536, 384, 8, 5, 4.0, "sum", 55.1, 410e9,
+           max_level=8),
+        _lite("efficientdet-lite0", "efficientnetlite0", 320, 64, 3, 3, 3.0, 26.41),
+        _lite("efficientdet-lite1", "efficientnetlite1", 384, 88, 4, 3, 3.0, 31.50),
+        _lite("efficientdet-lite2", "efficientnetlite2", 448, 112, 5, 3, 3.0, 35.06),
+        _lite("efficientdet-lite3", "efficientnetlite3", 512, 160, 6, 4, 4.0, 38.77),
+        _lite("efficientdet-lite3x", "efficientnetlite3", 640, 200, 6, 4, 3.0, 42.64),
+        _lite("efficientdet-lite4", "efficientnetlite4", 640, 224, 7, 4, 4.0, 43.18),
+    )
+}
+
+
+def get_efficientdet_spec(name: str) -> EfficientDetSpec:
+    """Look up a row by name (``"efficientdet-d0"``, ``"d0"``, ``"lite3x"``; case-insensitive)."""
+    key = name.lower().replace("_", "-").removeprefix("efficientdet").lstrip("-")
+    candidate = f"efficientdet-{key}"
+    if candidate in EFFICIENTDET_VARIANTS:
+        return EFFICIENTDET_VARIANTS[candidate]
+    raise ValueError(
+        f"Unknown EfficientDet variant {name!r}; known: {', '.join(EFFICIENTDET_VARIANTS)}."
+    )

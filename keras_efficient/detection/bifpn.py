@@ -1,0 +1,85 @@
+"""The BiFPN: extra pyramid levels from the backbone, then repeated bidirectional fusion cells.
+
+The topology is data (:func:`keras_efficient.configs.efficientdet.bifpn_nodes`, drawn in that
+module); one loop here builds any number of cells from it. Layer names are stable:
+``resample_p6_*``, ``fpn_cell{c}_node{n}_{resample_{j}_{input id}_*,fusion,activation,conv,bn}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from keras_efficient.configs.efficientdet import EfficientDetSpec, bifpn_nodes
+from keras_efficient.layers.fusion import WeightedFusion
+from keras_efficient.layers.mbconv import batch_norm
+from keras_efficient.layers.resample import NearestUpsample
+
+
+def _pool(name: str) -> keras.layers.MaxPooling2D:
+    return keras.layers.MaxPooling2D(pool_size=3, strides=2, padding="same", name=name)
+
+
+def extra_levels(features: dict[int, Any], spec: EfficientDetSpec) -> dict[int, Any]:
+    """Add P6.. from the backbone's P5: 1x1 conv + BN + max-pool, then max-pools (§2.2)."""
+    levels = dict(features)
+    x = keras.layers.Conv2D(spec.fpn_filters, 1, padding="same", name="resample_p6_conv")(
+        features[5])
+    x = batch_norm("resample_p6_bn")(x)
+    levels[6] = _pool("resample_p6_pool")(x)
+    for level in range(7, spec.max_level + 1):
+        levels[level] = _pool(f"resample_p{level}_pool")(levels[level - 1])
+    return levels
+
+
+def _resample(x: Any, level: int, target: Any, target_level: int, filters: int,
+              name: str) -> Any:
+    """Bring one edge to the node's level and width: 1x1 conv + BN if needed, then resize."""
+    if x.shape[-1] != filters:
+        x = keras.layers.Conv2D(filters, 1, padding="same", name=f"{name}_conv")(x)
+        x = batch_norm(f"{name}_bn")(x)
+    if level < target_level:
+        for step in range(target_level - level):
+            x = _pool(f"{name}_pool" + (f"{step}" if step else ""))(x)
+    elif level > target_level:
+        x = NearestUpsample(int(target.shape[1]), int(target.shape[2]),
+                            name=f"{name}_upsample")(x)
+    return x
+
+
+def bifpn_cell(levels: dict[int, Any], spec: EfficientDetSpec, cell: int,
+               fusion: str | None = None) -> dict[int, Any]:
+    """One BiFPN cell: returns the latest node of every level (§2.3)."""
+    ordered = list(range(spec.min_level, spec.max_level + 1))
+    tensors = [levels[level] for level in ordered]
+    tensor_levels = list(ordered)
+    for index, node in enumerate(bifpn_nodes(spec.min_level, spec.max_level)):
+        prefix = f"fpn_cell{cell}_node{index}_"
+        # The node's resolution is that of the same-level input (always the first input).
+        reference = tensors[node.inputs[0]]
+        edges = [
+            _resample(tensors[i], tensor_levels[i], reference, node.level, spec.fpn_filters,
+                      f"{prefix}resample_{j}_{i}")
+            for j, i in enumerate(node.inputs)
+        ]
+        x = WeightedFusion(fusion or spec.fusion, name=f"{prefix}fusion")(edges)
+        x = keras.layers.Activation(spec.activation, name=f"{prefix}activation")(x)
+        x = keras.layers.SeparableConv2D(spec.fpn_filters, 3, padding="same", use_bias=True,
+                                         name=f"{prefix}conv")(x)
+        x = batch_norm(f"{prefix}bn")(x)
+        tensors.append(x)
+        tensor_levels.append(node.level)
+    latest = {}
+    for tensor, level in zip(tensors, tensor_levels, strict=True):
+        latest[level] = tensor
+    return latest
+
+
+def bifpn(features: dict[int, Any], spec: EfficientDetSpec, fusion: str | None = None
+          ) -> dict[int, Any]:
+    """Backbone P3–P5 -> fused P3..P{max_level}, all ``spec.fpn_filters`` wide."""
+    levels = extra_levels(features, spec)
+    for cell in range(spec.fpn_cells):
+        levels = bifpn_cell(levels, spec, cell, fusion)
+    return levels
