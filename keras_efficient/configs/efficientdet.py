@@ -55,6 +55,16 @@ def bifpn_nodes(min_level: int = 3, max_level: int = 7) -> tuple[BiFPNNode, ...]
     return tuple(nodes)
 
 
+def fpn_node_prefix(cell: int, node: int) -> str:
+    """Layer-name prefix of BiFPN node ``node`` (0-based, in :func:`bifpn_nodes` order)."""
+    return f"fpn_cell{cell}_node{node}_"
+
+
+def fpn_edge_prefix(cell: int, node: int, edge: int, input_id: int) -> str:
+    """Layer-name prefix of the resampling of input ``edge`` (tensor ``input_id``) of a node."""
+    return f"{fpn_node_prefix(cell, node)}resample_{edge}_{input_id}"
+
+
 @dataclasses.dataclass(frozen=True)
 class EfficientDetSpec:
     """One row of the EfficientDet table (REFERENCE §2.1)."""

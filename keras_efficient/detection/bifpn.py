@@ -11,7 +11,12 @@ from typing import Any
 
 import keras
 
-from keras_efficient.configs.efficientdet import EfficientDetSpec, bifpn_nodes
+from keras_efficient.configs.efficientdet import (
+    EfficientDetSpec,
+    bifpn_nodes,
+    fpn_edge_prefix,
+    fpn_node_prefix,
+)
 from keras_efficient.layers.fusion import WeightedFusion
 from keras_efficient.layers.mbconv import batch_norm
 from keras_efficient.layers.resample import NearestUpsample
@@ -55,12 +60,12 @@ def bifpn_cell(levels: dict[int, Any], spec: EfficientDetSpec, cell: int,
     tensors = [levels[level] for level in ordered]
     tensor_levels = list(ordered)
     for index, node in enumerate(bifpn_nodes(spec.min_level, spec.max_level)):
-        prefix = f"fpn_cell{cell}_node{index}_"
+        prefix = fpn_node_prefix(cell, index)
         # The node's resolution is that of the same-level input (always the first input).
         reference = tensors[node.inputs[0]]
         edges = [
             _resample(tensors[i], tensor_levels[i], reference, node.level, spec.fpn_filters,
-                      f"{prefix}resample_{j}_{i}")
+                      fpn_edge_prefix(cell, index, j, i))
             for j, i in enumerate(node.inputs)
         ]
         x = WeightedFusion(fusion or spec.fusion, name=f"{prefix}fusion")(edges)

@@ -1,8 +1,24 @@
 """Public model builders and the name -> builder registry."""
 
+from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.models.efficientnet import EfficientNet, EfficientNetBackbone
 from keras_efficient.models.variants import (
     MODEL_BUILDERS,
+    EfficientDetD0,
+    EfficientDetD1,
+    EfficientDetD2,
+    EfficientDetD3,
+    EfficientDetD4,
+    EfficientDetD5,
+    EfficientDetD6,
+    EfficientDetD7,
+    EfficientDetD7X,
+    EfficientDetLite0,
+    EfficientDetLite1,
+    EfficientDetLite2,
+    EfficientDetLite3,
+    EfficientDetLite3X,
+    EfficientDetLite4,
     EfficientNetB0,
     EfficientNetB1,
     EfficientNetB2,
@@ -21,6 +37,22 @@ from keras_efficient.models.variants import (
 
 __all__ = [
     "MODEL_BUILDERS",
+    "EfficientDet",
+    "EfficientDetD0",
+    "EfficientDetD1",
+    "EfficientDetD2",
+    "EfficientDetD3",
+    "EfficientDetD4",
+    "EfficientDetD5",
+    "EfficientDetD6",
+    "EfficientDetD7",
+    "EfficientDetD7X",
+    "EfficientDetLite0",
+    "EfficientDetLite1",
+    "EfficientDetLite2",
+    "EfficientDetLite3",
+    "EfficientDetLite3X",
+    "EfficientDetLite4",
     "EfficientNet",
     "EfficientNetB0",
     "EfficientNetB1",

@@ -29,7 +29,10 @@ from keras_efficient.models.efficientnet import (
     preprocessing_layers,
     set_imagenet_normalization,
 )
+from keras_efficient.weights.checkpoint import checkpoint_prefix
+from keras_efficient.weights.detector_checkpoint import load_efficientdet_checkpoint
 from keras_efficient.weights.loading import is_weights_source, load_weights_file
+from keras_efficient.weights.pretrained import load_coco
 
 
 def _check(spec: EfficientDetSpec, num_classes: int, weights: str | None,
@@ -37,10 +40,11 @@ def _check(spec: EfficientDetSpec, num_classes: int, weights: str | None,
            fusion: str | None) -> None:
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1; received {num_classes}.")
-    if not (weights is None or is_weights_source(weights)):
+    if not (weights in (None, "coco") or is_weights_source(weights)):
         raise ValueError(
-            "`weights` must be None or the path to an existing weights file (a Keras "
-            f"'.weights.h5' saved from this detector); received weights={weights!r}."
+            "`weights` must be None, 'coco' (the official COCO detector) or the path to an "
+            "existing weights file (a Keras '.weights.h5' saved from this detector, or an "
+            f"official checkpoint); received weights={weights!r}."
         )
     if backbone_weights not in (None, "imagenet") and not is_weights_source(backbone_weights):
         raise ValueError(
@@ -72,7 +76,10 @@ def EfficientDet(spec: EfficientDetSpec | str, num_classes: int = 90,
         spec: a row of ``EFFICIENTDET_VARIANTS`` (or its name); ``row.with_(...)`` makes custom
             detectors (other width, cells, levels, activation...).
         num_classes: number of object classes (90 for COCO's id space).
-        weights: None or a Keras ``.weights.h5`` file saved from the same detector.
+        weights: None, "coco" (the official automl checkpoint, downloaded once into the Keras
+            cache, converted once and cached as ``.weights.h5``), a Keras ``.weights.h5``
+            file saved from the same detector, or an official checkpoint prefix/directory.
+            With ``num_classes`` other than 90, everything but the class predictor loads.
         backbone_weights: None, "imagenet" (the classifier's published weights, loaded into
             the backbone layers by name) or a classifier weights file.
         input_shape: (height, width, 3); defaults to the row's square input size.
@@ -102,8 +109,15 @@ def EfficientDet(spec: EfficientDetSpec | str, num_classes: int = 90,
         set_imagenet_normalization(model)
     if backbone_weights is not None:
         load_backbone_weights(model, scaling.name, backbone_weights)
-    if weights is not None:
-        load_weights_file(model, weights)
+    if weights == "coco":
+        load_coco(model, spec, num_classes, fusion)
+    elif weights is not None:
+        prefix = checkpoint_prefix(weights)
+        if prefix is not None:
+            load_efficientdet_checkpoint(model, prefix, spec, fusion,
+                                         skip_class_predictor=num_classes != 90)
+        else:
+            load_weights_file(model, weights)
     return model
 
 

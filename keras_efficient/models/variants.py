@@ -7,7 +7,9 @@ from typing import Any
 
 import keras
 
+from keras_efficient.configs.efficientdet import EFFICIENTDET_VARIANTS
 from keras_efficient.configs.efficientnet import EFFICIENTNET_VARIANTS
+from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.models.efficientnet import EfficientNet
 
 
@@ -94,6 +96,111 @@ def EfficientNetLite4(include_top: bool = True, weights: str | None = "imagenet"
                         **kwargs)
 
 
+def EfficientDetD0(num_classes: int = 90, weights: str | None = None, **kwargs: Any
+                  ) -> keras.Model:
+    """EfficientDet-D0 (raw outputs). Arguments as :func:`EfficientDet`."""
+    return EfficientDet(EFFICIENTDET_VARIANTS["efficientdet-d0"], num_classes, weights,
+                        **kwargs)
+
+
+def EfficientDetD1(num_classes: int = 90, weights: str | None = None, **kwargs: Any
+                  ) -> keras.Model:
+    """EfficientDet-D1 (raw outputs). Arguments as :func:`EfficientDet`."""
+    return EfficientDet(EFFICIENTDET_VARIANTS["efficientdet-d1"], num_classes, weights,
+                        **kwargs)
+
+
+def EfficientDetD2(num_classes: int = 90, weights: str | None = None, **kwargs: Any
+                  ) -> keras.Model:
+    """EfficientDet-D2 (raw outputs). Arguments as :func:`EfficientDet`."""
+    return EfficientDet(EFFICIENTDET_VARIANTS["efficientdet-d2"], num_classes, weights,
+                        **kwargs)
+
+
+def EfficientDetD3(num_classes: int = 90, weights: str | None = None, **kwargs: Any
+                  ) -> keras.Model:
+    """EfficientDet-D3 (raw outputs). Arguments as :func:`EfficientDet`."""
+    return EfficientDet(EFFICIENTDET_VARIANTS["efficientdet-d3"], num_classes, weights,
+                        **kwargs)
+
+
+def EfficientDetD4(num_classes: int = 90, weights: str | None = None, **kwargs: Any
+                  ) -> keras.Model:
+    """EfficientDet-D4 (raw outputs). Arguments as :func:`EfficientDet`."""
+    return EfficientDet(EFFICIENTDET_VARIANTS["efficientdet-d4"], num_classes, weights,
+                        **kwargs)
+
+
+def EfficientDetD5(num_classes: int = 90, weights: str | None = None, **kwargs: Any
+                  ) -> keras.Model:
+    """EfficientDet-D5 (raw outputs). Arguments as :func:`EfficientDet`."""
+    return EfficientDet(EFFICIENTDET_VARIANTS["efficientdet-d5"], num_classes, weights,
+                        **kwargs)
+
+
+def EfficientDetD6(num_classes: int = 90, weights: str | None = None, **kwargs: Any
+                  ) -> keras.Model:
+    """EfficientDet-D6 (raw outputs). Arguments as :func:`EfficientDet`."""
+    return EfficientDet(EFFICIENTDET_VARIANTS["efficientdet-d6"], num_classes, weights,
+                        **kwargs)
+
+
+def EfficientDetD7(num_classes: int = 90, weights: str | None = None, **kwargs: Any
+                  ) -> keras.Model:
+    """EfficientDet-D7 (raw outputs). Arguments as :func:`EfficientDet`."""
+    return EfficientDet(EFFICIENTDET_VARIANTS["efficientdet-d7"], num_classes, weights,
+                        **kwargs)
+
+
+def EfficientDetD7X(num_classes: int = 90, weights: str | None = None, **kwargs: Any
+                  ) -> keras.Model:
+    """EfficientDet-D7X (raw outputs). Arguments as :func:`EfficientDet`."""
+    return EfficientDet(EFFICIENTDET_VARIANTS["efficientdet-d7x"], num_classes, weights,
+                        **kwargs)
+
+
+def EfficientDetLite0(num_classes: int = 90, weights: str | None = None, **kwargs: Any
+                  ) -> keras.Model:
+    """EfficientDet-Lite0 (raw outputs). Arguments as :func:`EfficientDet`."""
+    return EfficientDet(EFFICIENTDET_VARIANTS["efficientdet-lite0"], num_classes, weights,
+                        **kwargs)
+
+
+def EfficientDetLite1(num_classes: int = 90, weights: str | None = None, **kwargs: Any
+                  ) -> keras.Model:
+    """EfficientDet-Lite1 (raw outputs). Arguments as :func:`EfficientDet`."""
+    return EfficientDet(EFFICIENTDET_VARIANTS["efficientdet-lite1"], num_classes, weights,
+                        **kwargs)
+
+
+def EfficientDetLite2(num_classes: int = 90, weights: str | None = None, **kwargs: Any
+                  ) -> keras.Model:
+    """EfficientDet-Lite2 (raw outputs). Arguments as :func:`EfficientDet`."""
+    return EfficientDet(EFFICIENTDET_VARIANTS["efficientdet-lite2"], num_classes, weights,
+                        **kwargs)
+
+
+def EfficientDetLite3(num_classes: int = 90, weights: str | None = None, **kwargs: Any
+                  ) -> keras.Model:
+    """EfficientDet-Lite3 (raw outputs). Arguments as :func:`EfficientDet`."""
+    return EfficientDet(EFFICIENTDET_VARIANTS["efficientdet-lite3"], num_classes, weights,
+                        **kwargs)
+
+
+def EfficientDetLite3X(num_classes: int = 90, weights: str | None = None, **kwargs: Any
+                  ) -> keras.Model:
+    """EfficientDet-Lite3X (raw outputs). Arguments as :func:`EfficientDet`."""
+    return EfficientDet(EFFICIENTDET_VARIANTS["efficientdet-lite3x"], num_classes, weights,
+                        **kwargs)
+
+
+def EfficientDetLite4(num_classes: int = 90, weights: str | None = None, **kwargs: Any
+                  ) -> keras.Model:
+    """EfficientDet-Lite4 (raw outputs). Arguments as :func:`EfficientDet`."""
+    return EfficientDet(EFFICIENTDET_VARIANTS["efficientdet-lite4"], num_classes, weights,
+                        **kwargs)
+
+
 MODEL_BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "efficientnetb0": EfficientNetB0,
     "efficientnetb1": EfficientNetB1,
@@ -108,13 +215,31 @@ MODEL_BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "efficientnetlite2": EfficientNetLite2,
     "efficientnetlite3": EfficientNetLite3,
     "efficientnetlite4": EfficientNetLite4,
+    "efficientdet-d0": EfficientDetD0,
+    "efficientdet-d1": EfficientDetD1,
+    "efficientdet-d2": EfficientDetD2,
+    "efficientdet-d3": EfficientDetD3,
+    "efficientdet-d4": EfficientDetD4,
+    "efficientdet-d5": EfficientDetD5,
+    "efficientdet-d6": EfficientDetD6,
+    "efficientdet-d7": EfficientDetD7,
+    "efficientdet-d7x": EfficientDetD7X,
+    "efficientdet-lite0": EfficientDetLite0,
+    "efficientdet-lite1": EfficientDetLite1,
+    "efficientdet-lite2": EfficientDetLite2,
+    "efficientdet-lite3": EfficientDetLite3,
+    "efficientdet-lite3x": EfficientDetLite3X,
+    "efficientdet-lite4": EfficientDetLite4,
 }
 
 
 def get_model(name: str, **kwargs: Any) -> keras.Model:
-    """Build a registered model by name (``"efficientnetb0"``, ``"b0"``, ``"lite0"``, ...)."""
-    key = name.lower().replace("-", "").replace("_", "")
-    for candidate in (key, f"efficientnet{key}"):
+    """Build a registered model by name (``"efficientnetb0"``, ``"b0"``, ``"lite0"``,
+    ``"efficientdet-d0"``, ``"efficientdet-lite3x"`` ...)."""
+    key = name.lower().replace("_", "-")
+    compact = key.replace("-", "")
+    detector = "efficientdet-" + compact.removeprefix("efficientdet")
+    for candidate in (compact, f"efficientnet{compact}", key, detector):
         if candidate in MODEL_BUILDERS:
             return MODEL_BUILDERS[candidate](**kwargs)
     raise ValueError(f"Unknown model {name!r}; known: {', '.join(MODEL_BUILDERS)}.")

@@ -24,7 +24,9 @@ TRAINING_STATE = re.compile(
 )
 BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
 
-NameMap = dict[str, list[str]]
+#: A weight's source: one variable name, or a tuple of scalar variables stacked into a vector.
+Source = str | tuple[str, ...]
+NameMap = dict[str, Sequence[Source]]
 
 
 class CheckpointMismatchError(ValueError):
@@ -61,7 +63,7 @@ def _bn(scope: str) -> list[str]:
 
 
 def efficientnet_name_map(scaling: EfficientNetScaling, scope: str | None = None,
-                          include_top: bool = True) -> NameMap:
+                          include_top: bool = True, include_head: bool = True) -> NameMap:
     """Our EfficientNet layer names -> official checkpoint variable names (REFERENCE §3.3).
 
     ``scope`` is the checkpoint's backbone prefix (``efficientnet-lite0`` by default; detector
@@ -89,9 +91,10 @@ def efficientnet_name_map(scaling: EfficientNetScaling, scope: str | None = None
                                                f"{prefix}/se/conv2d_1/bias"]
         names[f"{block.name}project_conv"] = [next(convs)]
         names[f"{block.name}project_bn"] = next(bns)
-    names["top_conv"] = [f"{scope}/head/conv2d/kernel"]
-    names["top_bn"] = _bn(f"{scope}/head/tpu_batch_normalization")
-    if include_top:
+    if include_head:
+        names["top_conv"] = [f"{scope}/head/conv2d/kernel"]
+        names["top_bn"] = _bn(f"{scope}/head/tpu_batch_normalization")
+    if include_top and include_head:
         names["predictions"] = [f"{scope}/head/dense/kernel", f"{scope}/head/dense/bias"]
     return names
 
@@ -128,27 +131,35 @@ def assign_from_checkpoint(model: Any, variables: Mapping[str, np.ndarray], name
     ema_used = 0
     for layer_name, ckpt_names in name_map.items():
         layer = layers.get(layer_name)
+        flat_names = [name for source in ckpt_names
+                      for name in ((source,) if isinstance(source, str) else source)]
         if layer is None or layer_name in skip_layers:
-            consumed.update(ckpt_names)
-            consumed.update(name + EMA_SUFFIX for name in ckpt_names)
+            consumed.update(flat_names)
+            consumed.update(name + EMA_SUFFIX for name in flat_names)
             continue
         if len(ckpt_names) != len(layer.weights):
             problems.append(f"{layer_name}: model has {len(layer.weights)} weights, map names "
                             f"{len(ckpt_names)}")
             continue
         values = []
-        for weight, ckpt_name in zip(layer.weights, ckpt_names, strict=True):
-            source = ckpt_name
-            if prefer_ema and ckpt_name + EMA_SUFFIX in variables:
-                source = ckpt_name + EMA_SUFFIX
-                ema_used += 1
-            consumed.update((ckpt_name, ckpt_name + EMA_SUFFIX))
-            if source not in variables:
-                problems.append(f"{layer_name}/{weight.name}: checkpoint lacks {ckpt_name!r}")
+        for weight, source in zip(layer.weights, ckpt_names, strict=True):
+            parts = (source,) if isinstance(source, str) else source
+            arrays = []
+            for ckpt_name in parts:
+                chosen = ckpt_name
+                if prefer_ema and ckpt_name + EMA_SUFFIX in variables:
+                    chosen = ckpt_name + EMA_SUFFIX
+                    ema_used += 1
+                consumed.update((ckpt_name, ckpt_name + EMA_SUFFIX))
+                if chosen not in variables:
+                    problems.append(f"{layer_name}/{weight.name}: checkpoint lacks {ckpt_name!r}")
+                    continue
+                arrays.append(np.asarray(variables[chosen]))
+            if len(arrays) != len(parts):
                 continue
-            value = np.asarray(variables[source])
+            value = arrays[0] if isinstance(source, str) else np.stack(arrays)
             if tuple(value.shape) != tuple(weight.shape):
-                problems.append(f"{layer_name}/{weight.name}: checkpoint {ckpt_name!r} has shape "
+                problems.append(f"{layer_name}/{weight.name}: checkpoint {source!r} has shape "
                                 f"{tuple(value.shape)}, model expects {tuple(weight.shape)}")
                 continue
             values.append(value)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
+from keras_efficient.configs.efficientdet import EfficientDetSpec
 from keras_efficient.configs.efficientnet import get_efficientnet_scaling
 from keras_efficient.weights.checkpoint import checkpoint_prefix, load_efficientnet_checkpoint
+from keras_efficient.weights.detector_checkpoint import load_efficientdet_checkpoint
 from keras_efficient.weights.download import fetch, keras_cache_dir, safe_extract
 from keras_efficient.weights.loading import load_weights_file
-from keras_efficient.weights.registry import WeightFile, imagenet_weights
+from keras_efficient.weights.registry import WeightFile, coco_weights, imagenet_weights
 
 
 def fetch_weight_file(entry: WeightFile, progress: bool = True) -> Path:
@@ -44,3 +47,42 @@ def load_pretrained(model: Any, variant: str, include_top: bool) -> None:
         return
     prefix = fetch_checkpoint(entry)
     load_efficientnet_checkpoint(model, prefix, get_efficientnet_scaling(variant), include_top)
+
+
+COCO_CLASSES = 90
+
+
+def load_coco(model: Any, spec: EfficientDetSpec, num_classes: int,
+              fusion: str | None = None) -> None:
+    """Load the official COCO detector weights, converting the checkpoint once.
+
+    The converted weights (90 classes) are cached as ``<name>_coco.weights.h5`` beside the
+    tarball and written atomically. With another ``num_classes`` everything but the class
+    predictor is loaded, and a warning says so.
+    """
+    if fusion is not None and fusion != spec.fusion:
+        raise ValueError(
+            f"The COCO weights of {spec.name} were trained with fusion={spec.fusion!r}; "
+            f"received fusion={fusion!r}. Drop the override or use weights=None."
+        )
+    entry = coco_weights(spec.name)
+    prefix = fetch_checkpoint(entry)
+    if num_classes != COCO_CLASSES:
+        load_efficientdet_checkpoint(model, prefix, spec, skip_class_predictor=True)
+        warnings.warn(
+            f"Loaded the COCO weights of {spec.name} except the class predictor "
+            f"({COCO_CLASSES} classes -> {num_classes}), which keeps its initial weights.",
+            stacklevel=3,
+        )
+        return
+    converted = keras_cache_dir() / f"{spec.name}_coco.weights.h5"
+    if converted.exists():
+        model.load_weights(converted)
+        return
+    load_efficientdet_checkpoint(model, prefix, spec)
+    temporary = converted.with_name(f".{os.getpid()}.{converted.name}")
+    try:
+        model.save_weights(temporary)
+        os.replace(temporary, converted)
+    finally:
+        temporary.unlink(missing_ok=True)

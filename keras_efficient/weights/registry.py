@@ -91,3 +91,18 @@ IMAGENET_CLASS_INDEX = WeightFile(
     format="json",
     md5="c2c37ea517e94d9795004a39431a14cb",
 )
+
+
+AUTOML_COCO_URL = "https://storage.googleapis.com/cloud-tpu-checkpoints/efficientdet/coco2/"
+AUTOML_LITE_COCO_URL = "https://storage.googleapis.com/cloud-tpu-checkpoints/efficientdet/coco/"
+
+
+def coco_weights(detector: str) -> WeightFile:
+    """The official COCO checkpoint tarball of an EfficientDet row (``efficientdet-d0`` ...)."""
+    if detector.startswith("efficientdet-lite"):
+        filename = f"{detector}.tgz"
+        return WeightFile(AUTOML_LITE_COCO_URL + filename, filename, "tf_checkpoint_tarball")
+    if detector.startswith("efficientdet-d"):
+        filename = f"{detector}.tar.gz"
+        return WeightFile(AUTOML_COCO_URL + filename, filename, "tf_checkpoint_tarball")
+    raise ValueError(f"No published COCO weights for {detector!r}; use weights=None or a path.")

@@ -1,0 +1,1 @@
+"""Detection pieces: anchors, box coding, matching, BiFPN, heads and post-processing."""
