@@ -95,7 +95,7 @@ def _random_weights(model: keras.Model, rng: np.random.Generator) -> None:
         layer.momentum = 0.0
     for layer in dropouts:
         layer.rate = 0.0
-    calibration = rng.uniform(0.0, 255.0, (4, 128, 128, 3)).astype("float32")
+    calibration = rng.uniform(0.0, 255.0, (2, 224, 224, 3)).astype("float32")
     model(calibration, training=True)
     for layer in batch_norms:
         layer.momentum = 0.99

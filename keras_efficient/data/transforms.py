@@ -1,0 +1,59 @@
+"""Image loading and the detector's resize-keeping-aspect + pad-bottom/right preprocessing."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+
+def load_image(source: str | os.PathLike[str] | np.ndarray) -> np.ndarray:
+    """An image file path or array -> float32 RGB ``[H, W, 3]`` in [0, 255].
+
+    Grayscale, RGBA and palette images become RGB; arrays must be ``[H, W]``, ``[H, W, 1]``,
+    ``[H, W, 3]`` or ``[H, W, 4]``.
+    """
+    if isinstance(source, str | os.PathLike):
+        from PIL import Image
+
+        with Image.open(source) as image:
+            return np.asarray(image.convert("RGB"), dtype="float32")
+    array = np.asarray(source)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"An image array must be [H, W], [H, W, 1], [H, W, 3] or [H, W, 4]; received shape "
+            f"{array.shape}."
+        )
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return array[..., :3].astype("float32")
+
+
+def resize_and_pad(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """Resize keeping the aspect ratio to fit ``size`` (height, width), pad bottom/right with 0.
+
+    Returns the ``[size, 3]`` float32 image and the scale (network pixels per original pixel)
+    that :func:`keras_efficient.detection.postprocess.map_boxes_to_original` inverts.
+    """
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    scale = min(size[0] / height, size[1] / width)
+    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+    channels = [
+        np.asarray(Image.fromarray(image[..., c].astype("float32"), mode="F").resize(
+            (new_w, new_h), Image.Resampling.BILINEAR))
+        for c in range(image.shape[-1])
+    ]
+    resized = np.stack(channels, axis=-1)
+    out = np.zeros((size[0], size[1], image.shape[-1]), dtype="float32")
+    out[:new_h, :new_w] = resized
+    return out, float(scale)
+
+
+def image_info(original: Any, scale: float) -> np.ndarray:
+    """``[scale, original height, original width]`` for the inference model's second input."""
+    return np.asarray([scale, original.shape[0], original.shape[1]], dtype="float32")

@@ -1,0 +1,53 @@
+"""The inference detector: raw EfficientDet + decoding + NMS + mapping to original pixels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from keras_efficient.configs.efficientdet import EfficientDetSpec
+from keras_efficient.detection.postprocess import NonMaxSuppression, map_boxes_to_original
+
+
+@keras.saving.register_keras_serializable(package="keras_efficient")
+class ToOriginalPixels(keras.layers.Layer):
+    """Map network-input boxes back to the caller's image with ``image_info``.
+
+    ``image_info`` is ``[B, 3]``: (scale, original height, original width), where the image
+    was resized by ``scale`` keeping its aspect ratio and padded at the bottom/right.
+    """
+
+    def call(self, boxes: Any, image_info: Any) -> Any:
+        info = ops.cast(image_info, "float32")
+        return map_boxes_to_original(boxes, info[:, 0], info[:, 1:3])
+
+    def compute_output_shape(self, boxes_shape: Any, image_info_shape: Any) -> Any:
+        return boxes_shape
+
+
+def inference_model(detector: keras.Model, spec: EfficientDetSpec, *,
+                    max_detections: int = 100, score_threshold: float = 0.001,
+                    iou_threshold: float | None = None, method: str = "hard",
+                    class_aware: bool = True, pre_nms_top_k: int | None = 5000,
+                    name: str | None = None) -> keras.Model:
+    """Wrap a raw detector into ``(image, image_info) -> detections`` with static shapes.
+
+    Outputs a dict: ``boxes`` ``[B, max_detections, 4]`` (ymin, xmin, ymax, xmax in original
+    pixels), ``scores`` ``[B, max_detections]``, ``classes`` (int32, 0-based) and
+    ``num_detections`` ``[B]``. ``class_aware=True`` is the evaluation setting (top
+    (anchor, class) pairs, per-class NMS); ``False`` the serving one (best class per anchor).
+    """
+    height, width = detector.input_shape[1], detector.input_shape[2]
+    image = keras.Input(shape=detector.input_shape[1:], name="image")
+    info = keras.Input(shape=(3,), name="image_info")
+    raw = detector(image)
+    nms = NonMaxSuppression.from_anchor_spec(
+        spec.anchor_spec((height, width)), max_detections=max_detections,
+        score_threshold=score_threshold, iou_threshold=iou_threshold, method=method,
+        class_aware=class_aware, pre_nms_top_k=pre_nms_top_k, name="nms")
+    boxes, scores, classes, count = nms(raw["class_logits"], raw["box_regression"])
+    boxes = ToOriginalPixels(name="to_original_pixels")(boxes, info)
+    outputs = {"boxes": boxes, "scores": scores, "classes": classes, "num_detections": count}
+    return keras.Model([image, info], outputs, name=name or f"{detector.name}_inference")

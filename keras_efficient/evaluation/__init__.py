@@ -1,0 +1,1 @@
+"""Evaluation: prediction over images of any size, and metrics."""

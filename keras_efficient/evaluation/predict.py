@@ -1,0 +1,43 @@
+"""``predict``: images of any size (files or arrays) -> detections in original pixels."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_efficient.data.transforms import image_info, load_image, resize_and_pad
+
+
+def predict(inference: keras.Model, images: Iterable[str | os.PathLike[str] | np.ndarray],
+            batch_size: int = 1, score_threshold: float = 0.0) -> list[dict[str, Any]]:
+    """Run an inference model (see ``detection.inference.inference_model``) on any images.
+
+    Each image is loaded (RGB), resized keeping its aspect ratio and padded to the model input;
+    the returned boxes are in the original image's pixels. One dict per image with ``boxes``
+    ``[K, 4]`` (ymin, xmin, ymax, xmax), ``scores`` ``[K]`` and ``classes`` ``[K]``, sorted by
+    score, keeping detections above ``score_threshold``.
+    """
+    size = (int(inference.input_shape[0][1]), int(inference.input_shape[0][2]))
+    loaded = [load_image(source) for source in images]
+    results: list[dict[str, Any]] = []
+    for start in range(0, len(loaded), batch_size):
+        chunk = loaded[start:start + batch_size]
+        batch, infos = [], []
+        for original in chunk:
+            padded, scale = resize_and_pad(original, size)
+            batch.append(padded)
+            infos.append(image_info(original, scale))
+        out = inference.predict_on_batch([np.stack(batch), np.stack(infos)])
+        for i in range(len(chunk)):
+            count = int(out["num_detections"][i])
+            keep = np.asarray(out["scores"][i][:count]) > score_threshold
+            results.append({
+                "boxes": np.asarray(out["boxes"][i][:count])[keep],
+                "scores": np.asarray(out["scores"][i][:count])[keep],
+                "classes": np.asarray(out["classes"][i][:count])[keep],
+            })
+    return results

@@ -1,0 +1,93 @@
+"""Inference model, predict on images of any size, drawing."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_efficient as ke
+from keras_efficient.configs.efficientdet import get_efficientdet_spec
+from keras_efficient.data.transforms import load_image, resize_and_pad
+from keras_efficient.data.visualize import draw_detections
+from keras_efficient.detection.anchors import generate_anchors
+from keras_efficient.detection.box_coding import encode_boxes
+from keras_efficient.detection.inference import inference_model
+from keras_efficient.evaluation.predict import predict
+
+SPEC = get_efficientdet_spec("lite0").with_(input_size=128, fpn_filters=16, fpn_cells=1,
+                                            head_repeats=1)
+
+
+class PlantedOutputs(keras.layers.Layer):
+    """Raw-detector outputs fixed to given arrays, whatever the image."""
+
+    def __init__(self, logits: np.ndarray, codes: np.ndarray) -> None:
+        super().__init__()
+        self.logits, self.codes = logits, codes
+
+    def call(self, image):
+        batch = keras.ops.shape(image)[0]
+        return {
+            "class_logits": keras.ops.broadcast_to(self.logits, (batch, *self.logits.shape)),
+            "box_regression": keras.ops.broadcast_to(self.codes, (batch, *self.codes.shape)),
+        }
+
+
+def planted_raw_model(box_in_input: np.ndarray, num_classes: int = 3) -> keras.Model:
+    """A raw detector whose outputs encode one known box of class 2 at its best anchor."""
+    anchors = generate_anchors(SPEC.anchor_spec())
+    codes = encode_boxes(np.broadcast_to(box_in_input, anchors.shape), anchors)
+    overlap = np.minimum(anchors[:, 2:], box_in_input[2:]) - np.maximum(anchors[:, :2],
+                                                                         box_in_input[:2])
+    best = int(np.argmax(np.prod(np.clip(overlap, 0, None), axis=1)))
+    logits = np.full((len(anchors), num_classes), -10.0, "float32")
+    logits[best, 2] = 5.0
+    image = keras.Input((128, 128, 3))
+    return keras.Model(image, PlantedOutputs(logits, codes.astype("float32"))(image),
+                       name="planted")
+
+
+def test_boxes_come_back_in_original_pixels(tmp_path):
+    original = np.zeros((200, 400, 3), "float32")  # scale 128/400 = 0.32, padded bottom
+    box_original = np.array([40.0, 100.0, 160.0, 300.0], "float32")
+    detector = planted_raw_model(box_original * 0.32)
+    model = inference_model(detector, SPEC, score_threshold=0.5)
+    [result] = predict(model, [original], score_threshold=0.5)
+    assert result["classes"].tolist() == [2]
+    np.testing.assert_allclose(result["boxes"][0], box_original, atol=0.05)
+    assert result["scores"][0] == pytest.approx(1 / (1 + np.exp(-5.0)), rel=1e-5)
+
+
+def test_real_detector_static_shapes_and_files(tmp_path):
+    detector = ke.EfficientDet(SPEC, num_classes=4)
+    model = inference_model(detector, SPEC, max_detections=7, class_aware=False)
+    assert tuple(model.output["boxes"].shape) == (None, 7, 4)
+    picture = tmp_path / "p.png"
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 60), "uint8")).save(picture)
+    results = predict(model, [picture, np.zeros((300, 100, 3))], batch_size=2)
+    assert len(results) == 2
+    for result in results:
+        assert result["boxes"].shape[1:] == (4,)
+        assert len(result["boxes"]) <= 7
+    assert (results[0]["boxes"][:, [0, 2]] <= 90).all()
+    assert (results[0]["boxes"][:, [1, 3]] <= 60).all()
+
+
+def test_resize_and_pad_and_load_image():
+    image = np.arange(20 * 10 * 3, dtype="float32").reshape(20, 10, 3)
+    padded, scale = resize_and_pad(image, (40, 40))
+    assert scale == 2.0 and padded.shape == (40, 40, 3)
+    assert (padded[:, 20:] == 0).all() and padded[:, :20].any()
+    assert load_image(np.zeros((5, 6))).shape == (5, 6, 3)
+    with pytest.raises(ValueError, match="image array"):
+        load_image(np.zeros((5, 6, 2)))
+
+
+def test_draw_detections_writes_png(tmp_path):
+    path = tmp_path / "out.png"
+    drawn = draw_detections(np.zeros((50, 50, 3)), np.array([[10, 10, 40, 40]]), [1], [0.9],
+                            labels=["a", "b"], path=path)
+    assert path.exists() and drawn.shape == (50, 50, 3)
+    assert drawn[10, 25].any()  # the box's top edge is coloured
+    assert not drawn[25, 25].any()
