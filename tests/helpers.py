@@ -147,3 +147,18 @@ def closed_port_url(path: str = "/file.bin") -> str:
     url = server.url(path)
     server.stop()
     return url
+
+
+def save_name_based_checkpoint(prefix: Any, tensors: dict[str, Any]) -> str:
+    """Write ``{variable name: numpy array}`` as a TF name-based checkpoint at ``prefix``.
+
+    Like the official TF1 checkpoints (``<prefix>.index`` + ``<prefix>.data-*``), written with
+    ``tf.raw_ops.SaveV2``; returns the prefix as a string.
+    """
+    import tensorflow as tf
+
+    names = sorted(tensors)
+    tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=names,
+                      shape_and_slices=[""] * len(names),
+                      tensors=[tf.constant(tensors[name]) for name in names])
+    return str(prefix)

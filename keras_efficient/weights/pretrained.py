@@ -11,7 +11,7 @@ from keras_efficient.configs.efficientdet import EfficientDetSpec
 from keras_efficient.configs.efficientnet import get_efficientnet_scaling
 from keras_efficient.weights.checkpoint import checkpoint_prefix, load_efficientnet_checkpoint
 from keras_efficient.weights.detector_checkpoint import load_efficientdet_checkpoint
-from keras_efficient.weights.download import fetch, keras_cache_dir, safe_extract
+from keras_efficient.weights.download import fetch, file_hash, keras_cache_dir, safe_extract
 from keras_efficient.weights.loading import load_weights_file
 from keras_efficient.weights.registry import WeightFile, coco_weights, imagenet_weights
 
@@ -26,7 +26,11 @@ def fetch_checkpoint(entry: WeightFile, progress: bool = True) -> str:
     """Download and safely extract a checkpoint tarball; return the checkpoint prefix."""
     archive = fetch_weight_file(entry, progress=progress)
     stem = entry.filename.removesuffix(".tar.gz").removesuffix(".tgz")
-    folder = safe_extract(archive, keras_cache_dir() / f"{stem}_extracted")
+    # The extraction is keyed by the verified archive's content: an archive downloaded again
+    # with other contents (a new sha256 pin, a changed upstream file) must never reuse the
+    # extraction of the previous one.
+    digest = file_hash(archive, "sha256")[:16]
+    folder = safe_extract(archive, archive.parent / f"{stem}_extracted_{digest}")
     candidates = [Path(root) for root, _, files in os.walk(folder)
                   if any(name.endswith(".index") for name in files)]
     for candidate in sorted(candidates):

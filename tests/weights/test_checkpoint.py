@@ -8,6 +8,7 @@ state), then packed like the published tarball and served from a local HTTP serv
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -141,8 +142,15 @@ def lite() -> keras.Model:
 
 
 @pytest.fixture(scope="module")
-def lite_weights(lite: keras.Model) -> list[np.ndarray]:
+def lite_snapshot(lite: keras.Model) -> list[np.ndarray]:
     return [np.asarray(w).copy() for w in lite.weights]
+
+
+@pytest.fixture
+def lite_weights(lite: keras.Model, lite_snapshot: list[np.ndarray]) -> Iterator[list[np.ndarray]]:
+    """The weights ``lite`` must keep; restored after the test, so a failure does not spread."""
+    yield lite_snapshot
+    lite.set_weights(lite_snapshot)
 
 
 @pytest.fixture(scope="module")
@@ -293,8 +301,8 @@ def test_imagenet_downloads_extracts_and_loads_then_reuses(
     manifest = json.loads((cache / MANIFEST_NAME).read_text())["files"][TARBALL]
     assert manifest["size"] == len(tarball)
     assert manifest["sha256"] == file_hash(cache / TARBALL)
-    assert (cache / "efficientnet-lite0_extracted" / "efficientnet-lite0"
-            / "model.ckpt.index").is_file()
+    (extracted,) = cache.glob("efficientnet-lite0_extracted*")
+    assert (extracted / "efficientnet-lite0" / "model.ckpt.index").is_file()
 
     again = ke.EfficientNetLite0(weights="imagenet", include_top=False)
     assert server.count() == 1, "a cached tarball matching the manifest must be reused"
@@ -314,3 +322,34 @@ def test_imagenet_tampered_tarball_is_downloaded_again(
     assert server.count(TARBALL_PATH) == 2
     assert (cache / TARBALL).read_bytes() == tarball
     assert_loaded_ema(model, ckpt, SAMPLE_LAYERS)
+
+
+def _tiny_tarball(folder: Path, value: float) -> bytes:
+    """A one-variable checkpoint packed like the published tarball."""
+    prefix = save_checkpoint(folder / "model.ckpt", {"v": np.array(value, "float32")})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(Path(prefix).parent.iterdir()):
+            tar.add(path, arcname=f"efficientnet-lite0/{path.name}")
+    return buffer.getvalue()
+
+
+def test_archive_downloaded_again_is_extracted_again(
+        cache: Path, server: LocalHTTPServer, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-downloaded archive with other contents never reuses the old extraction."""
+    first = _tiny_tarball(tmp_path / "first", 1.0)
+    second = _tiny_tarball(tmp_path / "second", 2.0)
+    server.files[TARBALL_PATH] = first
+    entry = registry.imagenet_weights("efficientnetlite0", include_top=True)
+    prefix = fetch_checkpoint(entry, progress=False)
+    assert tf.train.load_checkpoint(prefix).get_tensor("v") == 1.0
+
+    # The user pins the sha256 of a newer archive: the cached one is replaced...
+    server.files[TARBALL_PATH] = second
+    monkeypatch.setitem(registry._PINS, TARBALL, hashlib.sha256(second).hexdigest())
+    prefix = fetch_checkpoint(entry, progress=False)
+    assert server.count(TARBALL_PATH) == 2
+    assert (cache / TARBALL).read_bytes() == second
+    # ...and the checkpoint loaded is the new one, not the extraction of the old archive.
+    assert tf.train.load_checkpoint(prefix).get_tensor("v") == 2.0

@@ -73,7 +73,7 @@ def _random_weights(model: keras.Model, rng: np.random.Generator) -> None:
             elif kind == "bias":
                 value = rng.normal(0.0, 0.1, shape)
             elif kind == "gamma":
-                value = rng.uniform(0.5, 1.5, shape)
+                value = rng.uniform(0.5, 1.0, shape)
             elif kind == "beta":
                 value = rng.normal(0.0, 0.2, shape)
             elif kind in ("moving_mean", "moving_variance"):
@@ -195,8 +195,17 @@ def plain() -> keras.Model:
 
 
 @pytest.fixture(scope="module")
-def plain_weights(plain: keras.Model) -> list[np.ndarray]:
+def plain_snapshot(plain: keras.Model) -> list[np.ndarray]:
     return [np.asarray(w).copy() for w in plain.weights]
+
+
+@pytest.fixture
+def plain_weights(plain: keras.Model,
+                  plain_snapshot: list[np.ndarray]) -> Iterator[list[np.ndarray]]:
+    """The weights ``plain`` must keep; restored after the test, so a failure does not spread."""
+    yield plain_snapshot
+    plain.set_weights(plain_snapshot)
+    plain.get_layer("normalization").finalize_state()
 
 
 def assert_untouched(model: keras.Model, snapshot: list[np.ndarray]) -> None:
