@@ -163,28 +163,46 @@ class NonMaxSuppression(_AnchoredLayer):
             return self.iou_threshold
         return 1.0 if self.method == "soft" else 0.5
 
-    def _candidates(self, scores: Any) -> tuple[Any, Any, Any, bool]:
-        """(anchor index, class, score) of the pre-NMS candidates, each ``[B, K]``, and whether
-        they are sorted by descending score."""
-        num_anchors, num_classes = scores.shape[1], scores.shape[2]
-        if self.class_aware:
-            flat = ops.reshape(scores, (-1, num_anchors * num_classes))
-            total = num_anchors * num_classes
+    def _candidates(self, logits: Any) -> tuple[Any, Any, Any]:
+        """(anchor index, class, score) of the pre-NMS candidates, each ``[B, K]``.
+
+        Selection runs on logits (the sigmoid is monotonic), so the sigmoid is computed for
+        the K candidates only. For class-aware top-k, the anchors are first narrowed to the K
+        with the highest best-class logit: every pair of the global top K belongs to one of
+        them, so the result is exact while the final top-k sorts K × C values, not N × C.
+        """
+        num_anchors, num_classes = logits.shape[1], logits.shape[2]
+        k = self.pre_nms_top_k
+        if not self.class_aware:
+            best_logit = ops.max(logits, axis=-1)
+            best_class = ops.cast(ops.argmax(logits, axis=-1), "int32")
+            if k is None or k >= num_anchors:
+                index = ops.broadcast_to(ops.arange(num_anchors, dtype="int32"),
+                                         ops.shape(best_logit))
+                values = best_logit
+            else:
+                values, index = ops.top_k(best_logit, k, sorted=True)
+                index = ops.cast(index, "int32")
+            classes = ops.take_along_axis(best_class, index, axis=-1)
+            return index, classes, ops.sigmoid(values)
+        if k is None or k >= num_anchors * num_classes:
+            flat = ops.reshape(logits, (-1, num_anchors * num_classes))
+            index = ops.broadcast_to(ops.arange(num_anchors * num_classes, dtype="int32"),
+                                     ops.shape(flat))
+            return index // num_classes, index % num_classes, ops.sigmoid(flat)
+        if k < num_anchors:
+            _, subset = ops.top_k(ops.max(logits, axis=-1), k, sorted=False)
+            subset = ops.cast(subset, "int32")
+            logits = ops.take_along_axis(logits, subset[..., None], axis=1)
         else:
-            flat = ops.max(scores, axis=-1)
-            total = num_anchors
-        if self.pre_nms_top_k is None or self.pre_nms_top_k >= total:
-            values = flat
-            index = ops.broadcast_to(ops.arange(total, dtype="int32"), ops.shape(flat))
-            is_sorted = False
-        else:
-            values, index = ops.top_k(flat, self.pre_nms_top_k, sorted=True)
-            index = ops.cast(index, "int32")
-            is_sorted = True
-        if self.class_aware:
-            return index // num_classes, index % num_classes, values, is_sorted
-        best = ops.cast(ops.argmax(scores, axis=-1), "int32")
-        return index, ops.take_along_axis(best, index, axis=-1), values, is_sorted
+            subset = None
+        width = logits.shape[1]
+        values, index = ops.top_k(ops.reshape(logits, (-1, width * num_classes)), k, sorted=True)
+        index = ops.cast(index, "int32")
+        anchors = index // num_classes
+        if subset is not None:
+            anchors = ops.take_along_axis(subset, anchors, axis=-1)
+        return anchors, index % num_classes, ops.sigmoid(values)
 
     def _nms(self, boxes: Any, scores: Any) -> tuple[Any, Any, Any]:
         """Batched NMS with static output: indices ``[B, D]``, scores ``[B, D]``, count ``[B]``."""
@@ -208,8 +226,7 @@ class NonMaxSuppression(_AnchoredLayer):
 
     def call(self, class_logits: Any, box_regressions: Any) -> tuple[Any, Any, Any, Any]:
         self._check_inputs(class_logits, box_regressions)
-        scores = ops.sigmoid(ops.cast(class_logits, "float32"))
-        anchor_index, classes, cand_scores, _ = self._candidates(scores)
+        anchor_index, classes, cand_scores = self._candidates(ops.cast(class_logits, "float32"))
 
         regressions = ops.take_along_axis(ops.cast(box_regressions, "float32"),
                                           anchor_index[..., None], axis=1)

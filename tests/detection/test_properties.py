@@ -71,3 +71,19 @@ def test_hard_nms_matches_numpy_reference_on_random_boxes(seed):
     assert int(count[0]) == len(expected)
     np.testing.assert_allclose(out_scores[0, :len(expected)], scores[expected], rtol=1e-5)
     np.testing.assert_allclose(out_boxes[0, :len(expected)], decoded[expected], atol=1e-3)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), k=st.sampled_from([5, 17, 36, 100]))
+def test_class_aware_candidates_equal_brute_force_top_k(seed, k):
+    rng = np.random.default_rng(seed)
+    spec = AnchorSpec(image_size=(64, 64), min_level=5, max_level=5)  # 36 anchors
+    logits = rng.normal(0, 2, (2, spec.num_anchors, 4)).astype("float32")
+    layer = NonMaxSuppression.from_anchor_spec(spec, pre_nms_top_k=k)
+    anchors, classes, scores = (keras.ops.convert_to_numpy(t) for t in layer._candidates(logits))
+    flat = logits.reshape(2, -1)
+    for b in range(2):
+        best = np.argsort(-flat[b], kind="stable")[:k]
+        np.testing.assert_allclose(scores[b], 1 / (1 + np.exp(-flat[b][best])), rtol=1e-6)
+        assert sorted(zip(anchors[b], classes[b], strict=True)) == sorted(
+            zip(best // 4, best % 4, strict=True))

@@ -49,14 +49,19 @@ OFFICIAL_D0 = {
     "fpn_cells/cell_0/fnode0/WSM_1": ("fpn_cell0_node0_fusion", (0, 1)),
     "fpn_cells/cell_0/fnode4/WSM_2": ("fpn_cell0_node4_fusion", (0, 2)),
     "fpn_cells/cell_2/fnode7/WSM_1": ("fpn_cell2_node7_fusion", (0, 1)),
-    "fpn_cells/cell_1/fnode3/op_after_combine8/conv/depthwise_kernel": ("fpn_cell1_node3_conv", 0),
-    "fpn_cells/cell_1/fnode3/op_after_combine8/conv/pointwise_kernel": ("fpn_cell1_node3_conv", 1),
+    "fpn_cells/cell_1/fnode3/op_after_combine8/conv/depthwise_kernel":
+        ("fpn_cell1_node3_conv", 0),
+    "fpn_cells/cell_1/fnode3/op_after_combine8/conv/pointwise_kernel":
+        ("fpn_cell1_node3_conv", 1),
     "fpn_cells/cell_0/fnode0/op_after_combine5/conv/bias": ("fpn_cell0_node0_conv", 2),
     "fpn_cells/cell_2/fnode7/op_after_combine12/bn/moving_mean": ("fpn_cell2_node7_bn", 2),
-    "fpn_cells/cell_0/fnode1/resample_0_2_6/conv2d/kernel": ("fpn_cell0_node1_resample_0_2_conv", 0),
-    "fpn_cells/cell_0/fnode5/resample_0_2_10/conv2d/bias": ("fpn_cell0_node5_resample_0_2_conv", 1),
+    "fpn_cells/cell_0/fnode1/resample_0_2_6/conv2d/kernel":
+        ("fpn_cell0_node1_resample_0_2_conv", 0),
+    "fpn_cells/cell_0/fnode5/resample_0_2_10/conv2d/bias":
+        ("fpn_cell0_node5_resample_0_2_conv", 1),
     "fpn_cells/cell_0/fnode3/resample_0_0_8/bn/beta": ("fpn_cell0_node3_resample_0_0_bn", 1),
-    "fpn_cells/cell_0/fnode4/resample_0_1_9/bn/moving_mean": ("fpn_cell0_node4_resample_0_1_bn", 2),
+    "fpn_cells/cell_0/fnode4/resample_0_1_9/bn/moving_mean":
+        ("fpn_cell0_node4_resample_0_1_bn", 2),
     "class_net/class-0/depthwise_kernel": ("class_net_conv0", 0),
     "class_net/class-0/pointwise_kernel": ("class_net_conv0", 1),
     "class_net/class-2-bn-7/beta": ("class_net_bn2_p7", 1),
@@ -87,8 +92,8 @@ OFFICIAL_D0_SHAPES = {
 }
 OFFICIAL_LITE0 = {
     "resample_p6/conv2d/kernel": ("resample_p6_conv", 0),
-    "fpn_cells/cell_0/fnode2/resample_0_1_7/conv2d/kernel": ("fpn_cell0_node2_resample_0_1_conv",
-                                                             0),
+    "fpn_cells/cell_0/fnode2/resample_0_1_7/conv2d/kernel":
+        ("fpn_cell0_node2_resample_0_1_conv", 0),
     "fpn_cells/cell_2/fnode6/op_after_combine11/bn/gamma": ("fpn_cell2_node6_bn", 0),
     "class_net/class-2-bn-6/moving_mean": ("class_net_bn2_p6", 2),
     "box_net/box-0/pointwise_kernel": ("box_net_conv0", 1),
@@ -96,10 +101,15 @@ OFFICIAL_LITE0 = {
 }
 #: Names that must not exist: no WSM without weighted fusion, no projections after cell 0,
 #: no backbone head, and no suffix 5+n for other nodes.
-ABSENT_LITE0 = ("fpn_cells/cell_0/fnode0/WSM", "fpn_cells/cell_1/fnode1/resample_0_2_6/conv2d/kernel",
-                "efficientnet-lite0/head/conv2d/kernel", "efficientdet-lite0/stem/conv2d/kernel")
-ABSENT_D0 = ("fpn_cells/cell_0/fnode0/WSM_2", "fpn_cells/cell_0/fnode0/resample_0_3_5/conv2d/kernel",
-             "efficientnet-b0/head/conv2d/kernel", "efficientnet-b0/head/dense/kernel")
+ABSENT_LITE0 = ("fpn_cells/cell_0/fnode0/WSM",
+                "fpn_cells/cell_1/fnode1/resample_0_2_6/conv2d/kernel",
+                "efficientnet-lite0/head/conv2d/kernel",
+                "efficientdet-lite0/stem/conv2d/kernel")
+ABSENT_D0 = ("fpn_cells/cell_0/fnode0/WSM_2",
+             "fpn_cells/cell_0/fnode0/resample_0_3_5/conv2d/kernel",
+             "fpn_cells/cell_0/fnode3/op_after_combine5/conv/bias",
+             "efficientnet-b0/head/conv2d/kernel",
+             "efficientnet-b0/head/dense/kernel")
 
 
 def flat_names(name_map: dict) -> dict[str, tuple[str, int, int | None]]:
@@ -270,14 +280,18 @@ def test_d0_prefix_loads_ema_values(d0_ckpt):
                                [0.485, 0.456, 0.406], rtol=1e-6)
 
 
-def test_leftover_variable_is_reported(d0_ckpt, tmp_path):
+def test_leftover_variable_is_reported_and_nothing_assigned(d0, d0_ckpt, tmp_path):
     tensors = d0_ckpt.tensors()
     extra = "fpn_cells/cell_3/fnode0/op_after_combine5/bn/gamma"  # a D1 cell
     tensors[extra] = np.ones(64, "float32")
     prefix = save_name_based_checkpoint(tmp_path / "model", tensors)
+    before = snapshot(d0)
     with pytest.raises(CheckpointMismatchError, match="not used by the model") as info:
-        ke.EfficientDet("d0", weights=prefix)
+        load_efficientdet_checkpoint(d0, prefix, D0)
     assert extra in str(info.value)
+    assert "1 checkpoint variables" in str(info.value)  # only that one
+    for weight, value in zip(d0.weights, before, strict=True):
+        np.testing.assert_array_equal(np.asarray(weight), value, err_msg=weight.path)
 
 
 @pytest.mark.parametrize(("missing", "layer"), [
