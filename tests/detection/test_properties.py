@@ -14,8 +14,11 @@ coordinate = st.floats(min_value=-500, max_value=500, allow_nan=False, width=32)
 extent = st.floats(min_value=1, max_value=400, allow_nan=False, width=32)
 
 
+BOX_COUNT = st.integers(1, 16)
+
+
 @st.composite
-def boxes(draw, count=st.integers(1, 16)):
+def boxes(draw, count=BOX_COUNT):
     n = draw(count)
     y = np.array(draw(st.lists(coordinate, min_size=n, max_size=n)), "float32")
     x = np.array(draw(st.lists(coordinate, min_size=n, max_size=n)), "float32")
