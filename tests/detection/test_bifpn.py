@@ -1,0 +1,58 @@
+"""BiFPN and head wiring: per-level shapes, exact-size nearest resize, custom layer configs."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_efficient.configs.efficientdet import get_efficientdet_spec
+from keras_efficient.detection.inference import ToOriginalPixels
+from keras_efficient.layers.resample import NearestUpsample, nearest_indices
+from keras_efficient.models.efficientdet import EfficientDet
+
+
+def head_level_shapes(model: keras.Model, spec) -> list[tuple]:
+    return [tuple(model.get_layer(f"class_net_flatten_p{level}").input.shape[1:])
+            for level in range(spec.min_level, spec.max_level + 1)]
+
+
+@pytest.mark.parametrize(("name", "sizes"), [
+    ("lite0", [40, 20, 10, 5, 3]),
+    ("d0", [64, 32, 16, 8, 4]),
+])
+def test_per_level_shapes(name, sizes):
+    spec = get_efficientdet_spec(name)
+    model = EfficientDet(spec, num_classes=7)
+    width = spec.fpn_filters
+    assert head_level_shapes(model, spec) == [(s, s, 9 * 7) for s in sizes]
+    assert [tuple(model.get_layer(f"box_net_act0_p{level}").output.shape[1:])
+            for level in range(3, 8)] == [(s, s, width) for s in sizes]
+
+
+@pytest.mark.slow
+def test_per_level_shapes_d7x_has_p8():
+    spec = get_efficientdet_spec("d7x")
+    model = EfficientDet(spec)
+    assert head_level_shapes(model, spec) == [
+        (s, s, 9 * 90) for s in (192, 96, 48, 24, 12, 6)]
+    assert model.get_layer("resample_p8_pool").output.shape[1:3] == (6, 6)
+
+
+@pytest.mark.parametrize(("source", "target", "expected"), [
+    (3, 5, [0, 0, 1, 1, 2]),
+    (4, 7, [0, 0, 1, 1, 2, 2, 3]),
+    (5, 10, [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]),
+])
+def test_nearest_floor_indices(source, target, expected):
+    assert nearest_indices(source, target).tolist() == expected
+    x = np.arange(source * source, dtype="float32").reshape(1, source, source, 1)
+    out = keras.ops.convert_to_numpy(NearestUpsample(target, target)(x))
+    np.testing.assert_array_equal(out[0, :, :, 0], x[0][np.ix_(expected, expected)][..., 0])
+
+
+def test_to_original_pixels_config_and_math():
+    layer = ToOriginalPixels(name="t")
+    clone = ToOriginalPixels.from_config(layer.get_config())
+    boxes = np.array([[[10.0, 20.0, 50.0, 200.0]]], "float32")
+    info = np.array([[0.5, 60.0, 300.0]], "float32")
+    out = keras.ops.convert_to_numpy(clone(boxes, info))
+    np.testing.assert_allclose(out, [[[20.0, 40.0, 60.0, 300.0]]])
