@@ -10,7 +10,11 @@ from keras_efficient.configs.efficientdet import (
     fpn_edge_prefix,
     fpn_node_prefix,
 )
-from keras_efficient.configs.efficientnet import get_efficientnet_scaling
+from keras_efficient.configs.efficientnet import (
+    FEATURE_LEVEL_STAGES,
+    get_efficientnet_scaling,
+    scaled_stages,
+)
 from keras_efficient.weights.checkpoint import (
     BN_VARIABLES,
     NameMap,
@@ -40,6 +44,14 @@ def efficientdet_name_map(spec: EfficientDetSpec, fusion: str | None = None) -> 
     num_levels = spec.max_level - spec.min_level + 1
     nodes = bifpn_nodes(spec.min_level, spec.max_level)
     mode = fusion or spec.fusion
+    # Backbone P3-P5 (ids 0-2) are projected in cell 0 only where their width differs from the
+    # BiFPN's (always, for the published rows), exactly as the BiFPN builder does.
+    stages = scaled_stages(scaling)
+    projected = {
+        input_id: stages[FEATURE_LEVEL_STAGES[spec.min_level + input_id] - 1].filters_out
+        != spec.fpn_filters
+        for input_id in range(3)
+    }
     for cell in range(spec.fpn_cells):
         for index, node in enumerate(nodes):
             scope = f"fpn_cells/cell_{cell}/fnode{index}"
@@ -53,7 +65,7 @@ def efficientdet_name_map(spec: EfficientDetSpec, fusion: str | None = None) -> 
             names[f"{prefix}bn"] = _bn(f"{scope}/op_after_combine{suffix}/bn")
             if cell == 0:
                 for edge, input_id in enumerate(node.inputs):
-                    if input_id < 3:  # backbone P3–P5, projected to the BiFPN width
+                    if projected.get(input_id, False):  # backbone P3–P5, to the BiFPN width
                         edge_scope = f"{scope}/resample_{edge}_{input_id}_{suffix}"
                         layer = fpn_edge_prefix(cell, index, edge, input_id)
                         names[f"{layer}_conv"] = [f"{edge_scope}/conv2d/kernel",

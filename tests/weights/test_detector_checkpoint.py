@@ -228,6 +228,31 @@ def test_official_names_are_mapped_to_the_right_weights(request, model, spec, of
     assert stacked == (3 * 19 if spec is D0 else 0)
 
 
+def owning(model: keras.Model) -> set[str]:
+    return {layer.name for layer in model.layers if layer.weights}
+
+
+def test_name_map_covers_exactly_the_weight_layers(d0, lite0):
+    assert set(efficientdet_name_map(D0)) == owning(d0) - {"normalization"}
+    assert set(efficientdet_name_map(LITE0)) == owning(lite0)
+    # A fusion override changes which WSM variables are expected.
+    assert "fpn_cell0_node0_fusion" in efficientdet_name_map(LITE0, fusion="fast")
+    assert "fpn_cell0_node0_fusion" not in efficientdet_name_map(D0, fusion="sum")
+
+
+def test_name_map_skips_the_projections_the_builder_skips():
+    # Backbone P3 of Lite0 has 40 channels: with a 40-wide BiFPN it is fused unprojected
+    # (as in automl), so the checkpoint has no resample_0_0_8 variables for it.
+    spec = LITE0.with_(fpn_filters=40, input_size=256)
+    model = ke.EfficientDet(spec)
+    names = efficientdet_name_map(spec)
+    assert set(names) == owning(model)
+    assert "fpn_cell0_node3_resample_0_0_conv" not in names
+    assert names["fpn_cell0_node4_resample_0_1_conv"] == [
+        "fpn_cells/cell_0/fnode4/resample_0_1_9/conv2d/kernel",
+        "fpn_cells/cell_0/fnode4/resample_0_1_9/conv2d/bias"]
+
+
 def test_d0_official_shapes(d0, d0_ckpt):
     for name, shape in OFFICIAL_D0_SHAPES.items():
         assert d0_ckpt.raw[name].shape == shape, name

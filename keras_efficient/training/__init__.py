@@ -1,0 +1,1 @@
+"""Training: targets in the input pipeline, the detector trainer, schedules, callbacks, fit."""

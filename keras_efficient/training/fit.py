@@ -1,0 +1,176 @@
+"""``train_detector`` / ``train_classifier``: one call from data on disk to trained weights.
+
+Everything Keras provides is used as is — ``fit``, SGD/AdamW with ``use_ema``, cosine decay with
+warm-up, ``BackupAndRestore`` (resume after interruption), ``SwapEMAWeights`` (checkpoints hold
+the EMA copy), ``TensorBoard`` — and only what Keras lacks is ours (targets, loss, NaN stop).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from keras_efficient.configs.efficientdet import EfficientDetSpec, get_efficientdet_spec
+from keras_efficient.data.coco import CocoDataset
+from keras_efficient.data.pipeline import detection_dataset
+from keras_efficient.detection.anchors import generate_anchors
+from keras_efficient.models.efficientdet import EfficientDet
+from keras_efficient.training.callbacks import EpochLog, SaveDetector, StopOnNonFiniteLoss
+from keras_efficient.training.schedules import scaled_learning_rate, warmup_cosine
+from keras_efficient.training.strategy import choose_strategy
+from keras_efficient.training.targets import with_targets
+from keras_efficient.training.trainer import DetectionTrainer
+
+BACKBONE_PREFIXES = ("stem_", "block", "normalization", "rescaling")
+
+
+@dataclasses.dataclass
+class DetectorTrainConfig:
+    """Everything ``train_detector`` needs; JSON-serialisable (written next to the weights)."""
+
+    train_json: str
+    train_images: str
+    output_dir: str
+    model: str = "efficientdet-lite0"
+    spec_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    batch_size: int = 8
+    epochs: int = 10
+    steps_per_epoch: int | None = None
+    learning_rate: float | None = None
+    warmup_epochs: float = 1.0
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    clipnorm: float | None = 10.0
+    ema_decay: float | None = 0.9998
+    mixed_precision: bool = False
+    label_smoothing: float = 0.0
+    iou_loss_weight: float = 0.0
+    flip: bool = True
+    scale_range: tuple[float, float] = (0.1, 2.0)
+    weights: str | None = None
+    backbone_weights: str | None = None
+    freeze_backbone: bool = False
+    on_error: str = "raise"
+    seed: int = 0
+    verbose: int | str = "auto"
+
+    def spec(self) -> EfficientDetSpec:
+        return get_efficientdet_spec(self.model).with_(**self.spec_overrides)
+
+    def peak_learning_rate(self) -> float:
+        return self.learning_rate or scaled_learning_rate(self.batch_size)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """The trained detector (EMA weights when enabled) and where its files are."""
+
+    detector: keras.Model
+    spec: EfficientDetSpec
+    dataset: CocoDataset
+    history: dict[str, list[float]]
+    weights_path: Path
+    labels_path: Path
+
+
+def make_optimizer(config: DetectorTrainConfig, schedule: Any) -> keras.optimizers.Optimizer:
+    """SGD with momentum (reference) or AdamW, with gradient clipping and weight EMA."""
+    common: dict[str, Any] = {"learning_rate": schedule, "clipnorm": config.clipnorm}
+    if config.ema_decay:
+        common.update(use_ema=True, ema_momentum=config.ema_decay)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(momentum=config.momentum, **common)
+    if config.optimizer == "adamw":
+        # AdamW decays weights itself; the trainer's L2 term is then switched off.
+        return keras.optimizers.AdamW(weight_decay=config.weight_decay or 0.0, **common)
+    raise ValueError(f"optimizer must be 'sgd' or 'adamw'; received {config.optimizer!r}.")
+
+
+def _write_json_atomic(path: Path, payload: Any) -> None:
+    temporary = path.with_name(f".{os.getpid()}.{path.name}")
+    temporary.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(temporary, path)
+
+
+def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strategy | None = None,
+                   extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+    """Train an EfficientDet on a COCO-format dataset; see :class:`DetectorTrainConfig`.
+
+    Writes to ``output_dir``: ``detector.weights.h5`` (EMA weights, after every epoch),
+    ``labels.txt`` / ``labels.json`` (class index -> category), ``train_config.json``,
+    ``backup/`` (resume state, removed when training completes) and TensorBoard ``logs/``
+    when TensorBoard is installed. Rerunning the same command after an interruption resumes.
+    """
+    keras.utils.set_random_seed(config.seed)
+    output = Path(config.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    data = CocoDataset(config.train_json, config.train_images, on_error=config.on_error)
+    spec = config.spec()
+    labels_path = output / "labels.txt"
+    data.write_label_file(labels_path)
+    _write_json_atomic(output / "train_config.json", dataclasses.asdict(config))
+
+    size = (spec.input_size, spec.input_size)
+    anchors = generate_anchors(spec.anchor_spec(size))
+    batches = detection_dataset(data, size, batch_size=config.batch_size, training=True,
+                                flip=config.flip, scale_range=config.scale_range,
+                                seed=config.seed)
+    steps = config.steps_per_epoch or max(1, math.ceil(len(data) / config.batch_size))
+    batches = with_targets(batches.repeat(), anchors, data.num_classes)
+
+    policy = keras.config.dtype_policy()
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with (strategy or choose_strategy()).scope():
+            detector = EfficientDet(spec, num_classes=data.num_classes, weights=config.weights,
+                                    backbone_weights=config.backbone_weights)
+            if config.freeze_backbone:
+                for layer in detector.layers:
+                    if layer.name.startswith(BACKBONE_PREFIXES):
+                        layer.trainable = False
+            trainer = DetectionTrainer(
+                detector, label_smoothing=config.label_smoothing,
+                weight_decay=0.0 if config.optimizer == "adamw" else config.weight_decay,
+                iou_weight=config.iou_loss_weight,
+                anchors=anchors if config.iou_loss_weight else None)
+            total = steps * config.epochs
+            schedule = warmup_cosine(config.peak_learning_rate(), total,
+                                     int(config.warmup_epochs * steps))
+            trainer.compile(optimizer=make_optimizer(config, schedule), jit_compile=False)
+    finally:
+        keras.config.set_dtype_policy(policy)
+
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.BackupAndRestore(str(output / "backup")),
+        StopOnNonFiniteLoss(),
+    ]
+    if config.ema_decay:
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    weights_path = output / "detector.weights.h5"
+    callbacks.append(SaveDetector(detector, weights_path))
+    if _tensorboard_available():
+        callbacks.append(keras.callbacks.TensorBoard(str(output / "logs")))
+    if config.verbose == 0:
+        callbacks.append(EpochLog(config.epochs))
+    callbacks.extend(extra_callbacks)
+    history = trainer.fit(batches, epochs=config.epochs, steps_per_epoch=steps,
+                          callbacks=callbacks, verbose=config.verbose)
+    return TrainResult(detector, spec, data, history.history, weights_path, labels_path)
+
+
+def _tensorboard_available() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True

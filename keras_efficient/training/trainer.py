@@ -1,0 +1,66 @@
+"""A Keras model that trains a detector with the reference loss and weight decay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from keras_efficient.detection.losses import FocalLoss, detection_loss
+
+
+def conv_kernels(model: keras.Model) -> list[Any]:
+    """The trainable convolution and dense kernels (L2 decay applies to these only)."""
+    kernels = []
+    for weight in model.trainable_weights:
+        name = weight.path.rsplit("/", 1)[-1]
+        if name in ("kernel", "depthwise_kernel", "pointwise_kernel"):
+            kernels.append(weight)
+    return kernels
+
+
+class DetectionTrainer(keras.Model):
+    """Wraps a raw detector: ``fit`` on ``(images, targets)`` with focal + Huber (+ GIoU) loss.
+
+    The loss terms are reported as metrics (``class_loss``, ``box_loss``); L2 weight decay
+    (``weight_decay`` × Σ‖w‖²/2 over conv kernels, the reference's form) is added to the loss.
+    Save the wrapped ``detector``'s weights for inference; the trainer adds no weights.
+    """
+
+    def __init__(self, detector: keras.Model, *, weight_decay: float = 4e-5,
+                 box_weight: float = 50.0, huber_delta: float = 0.1, alpha: float = 0.25,
+                 gamma: float = 1.5, label_smoothing: float = 0.0, iou_weight: float = 0.0,
+                 anchors: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.detector = detector
+        self.weight_decay = weight_decay
+        self.box_weight = box_weight
+        self.huber_delta = huber_delta
+        self.iou_weight = iou_weight
+        self.anchors = anchors
+        self.focal = FocalLoss(alpha=alpha, gamma=gamma, label_smoothing=label_smoothing)
+        self.class_loss_tracker = keras.metrics.Mean(name="class_loss")
+        self.box_loss_tracker = keras.metrics.Mean(name="box_loss")
+        self._kernels = conv_kernels(detector)
+
+    def call(self, images: Any, training: bool = False) -> Any:
+        return self.detector(images, training=training)
+
+    def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None,
+                     sample_weight: Any = None, training: bool = True) -> Any:
+        terms = detection_loss(y, y_pred, focal=self.focal, box_weight=self.box_weight,
+                               huber_delta=self.huber_delta, iou_weight=self.iou_weight,
+                               anchors=self.anchors)
+        self.class_loss_tracker.update_state(terms["class_loss"])
+        self.box_loss_tracker.update_state(terms["box_loss"])
+        loss = terms["loss"]
+        if self.weight_decay:
+            decay = ops.sum(ops.stack([ops.sum(ops.square(ops.cast(k, "float32")))
+                                       for k in self._kernels]))
+            loss = loss + self.weight_decay * 0.5 * decay
+        return loss
+
+    @property
+    def metrics(self) -> list[Any]:
+        return [*super().metrics, self.class_loss_tracker, self.box_loss_tracker]
