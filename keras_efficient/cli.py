@@ -1,10 +1,13 @@
-"""The ``keras-efficient`` command line: list, summary, classify, demo."""
+"""The ``keras-efficient`` command line: list, summary, classify, demo, train, eval."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -95,9 +98,77 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The offline main job: build a model, classify a generated image, print the top-5."""
-    args.image = None
-    return cmd_classify(args)
+    """The offline main job: synthetic data, train a detector, evaluate, draw detections."""
+    from keras_efficient.demo import DemoConfig, run_demo
+
+    config = DemoConfig(output_dir=args.output)
+    if args.quick:
+        config = dataclasses.replace(config, num_train=32, num_val=8, epochs=1,
+                                     steps_per_epoch=2, batch_size=4, num_drawn=1)
+    run_demo(config)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a detector on a COCO-format dataset (flags or a JSON config file)."""
+    from keras_efficient.training.fit import DetectorTrainConfig, train_detector
+
+    values: dict[str, object] = {}
+    if args.config:
+        values.update(json.loads(Path(args.config).read_text()))
+    for key in ("train_json", "train_images", "output_dir", "model", "batch_size", "epochs",
+                "steps_per_epoch", "learning_rate", "optimizer", "weights", "backbone_weights",
+                "ema_decay"):
+        value = getattr(args, key)
+        if value is not None:
+            values[key] = value
+    if args.image_size:
+        values.setdefault("spec_overrides", {})
+        values["spec_overrides"] = {**dict(values["spec_overrides"]),  # type: ignore[call-overload]
+                                    "input_size": args.image_size}
+    if args.freeze_backbone:
+        values["freeze_backbone"] = True
+    if args.mixed_precision:
+        values["mixed_precision"] = True
+    missing = [k for k in ("train_json", "train_images", "output_dir") if k not in values]
+    if missing:
+        raise ValueError(f"train needs {', '.join('--' + k.replace('_', '-') for k in missing)} "
+                         "(as flags or in --config).")
+    unknown = set(values) - {f.name for f in dataclasses.fields(DetectorTrainConfig)}
+    if unknown:
+        raise ValueError(f"Unknown training settings in the config: {sorted(unknown)}.")
+    result = train_detector(DetectorTrainConfig(**values))  # type: ignore[arg-type]
+    print(f"weights: {result.weights_path}\nlabels: {result.labels_path}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """COCO metrics of a trained detector on a COCO-format split."""
+    from keras_efficient.configs.efficientdet import get_efficientdet_spec
+    from keras_efficient.data.coco import CocoDataset
+    from keras_efficient.evaluation.coco_metrics import format_metrics_table
+    from keras_efficient.evaluation.detector import evaluate_detector
+    from keras_efficient.models.efficientdet import EfficientDet
+
+    spec = get_efficientdet_spec(args.model)
+    if args.image_size:
+        spec = spec.with_(input_size=args.image_size)
+    data = CocoDataset(args.gt_json, args.images)
+    detector = EfficientDet(spec, num_classes=data.num_classes, weights=args.weights)
+    metrics = evaluate_detector(detector, spec, args.gt_json, data_image_dir(data, args.images),
+                                label_map=data.category_ids, output_json=args.output)
+    print(format_metrics_table(metrics))
+    return 0
+
+
+def data_image_dir(data: object, images: str | None) -> str:
+    """The image folder: the one given, else the folder of the first record."""
+    if images:
+        return images
+    records = getattr(data, "records", [])
+    if not records:
+        raise ValueError("The dataset has no images; pass --images.")
+    return str(Path(records[0].path).parent)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,18 +183,46 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--no-top", action="store_true", help="without the classifier")
     summary.set_defaults(func=cmd_summary)
 
-    for command, helptext, func in (
-        ("classify", "classify an image", cmd_classify),
-        ("demo", "offline demo: classify a generated image", cmd_demo),
-    ):
-        p = sub.add_parser(command, help=helptext)
-        p.add_argument("--model", default="b0", help="variant name (default b0)")
-        p.add_argument("--weights", default="none" if command == "demo" else "imagenet",
-                       help="'imagenet', 'none' or a weights file")
-        p.add_argument("--seed", type=int, default=0, help="seed of the generated image")
-        if command == "classify":
-            p.add_argument("image", nargs="?", type=str, help="image file (default: generated)")
-        p.set_defaults(func=func)
+    classify = sub.add_parser("classify", help="classify an image")
+    classify.add_argument("--model", default="b0", help="variant name (default b0)")
+    classify.add_argument("--weights", default="imagenet",
+                          help="'imagenet', 'none' or a weights file")
+    classify.add_argument("--seed", type=int, default=0, help="seed of the generated image")
+    classify.add_argument("image", nargs="?", type=str, help="image file (default: generated)")
+    classify.set_defaults(func=cmd_classify)
+
+    demo = sub.add_parser("demo", help="offline main job: synthetic data, train, evaluate")
+    demo.add_argument("--output", default="runs/demo", help="output folder (default runs/demo)")
+    demo.add_argument("--quick", action="store_true", help="a tiny smoke run (seconds, not AP)")
+    demo.set_defaults(func=cmd_demo)
+
+    train = sub.add_parser("train", help="train a detector on COCO-format data")
+    train.add_argument("--config", help="JSON file with DetectorTrainConfig fields")
+    train.add_argument("--train-json", dest="train_json")
+    train.add_argument("--train-images", dest="train_images")
+    train.add_argument("--output-dir", dest="output_dir")
+    train.add_argument("--model", help="detector name, e.g. lite0, d0 (default lite0)")
+    train.add_argument("--image-size", dest="image_size", type=int)
+    train.add_argument("--batch-size", dest="batch_size", type=int)
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int)
+    train.add_argument("--learning-rate", dest="learning_rate", type=float)
+    train.add_argument("--optimizer", choices=("sgd", "adamw"))
+    train.add_argument("--ema-decay", dest="ema_decay", type=float)
+    train.add_argument("--weights", help="None, 'coco' or a detector weights file")
+    train.add_argument("--backbone-weights", dest="backbone_weights", help="'imagenet' or path")
+    train.add_argument("--freeze-backbone", dest="freeze_backbone", action="store_true")
+    train.add_argument("--mixed-precision", dest="mixed_precision", action="store_true")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("eval", help="COCO metrics of a trained detector")
+    evaluate.add_argument("--model", default="lite0", help="detector name (default lite0)")
+    evaluate.add_argument("--weights", required=True, help="detector weights file")
+    evaluate.add_argument("--gt-json", dest="gt_json", required=True)
+    evaluate.add_argument("--images", help="image folder (default: found from the json)")
+    evaluate.add_argument("--image-size", dest="image_size", type=int)
+    evaluate.add_argument("--output", help="write the metrics as JSON here")
+    evaluate.set_defaults(func=cmd_eval)
     return parser
 
 

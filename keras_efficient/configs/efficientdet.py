@@ -23,6 +23,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from keras_efficient.configs.anchors import AnchorSpec
+from keras_efficient.configs.efficientnet import EfficientNetScaling, get_efficientnet_scaling
 
 FUSION_MODES = ("fast", "softmax", "sum")
 
@@ -70,7 +71,7 @@ class EfficientDetSpec:
     """One row of the EfficientDet table (REFERENCE §2.1)."""
 
     name: str
-    backbone: str
+    backbone: str | EfficientNetScaling
     input_size: int
     fpn_filters: int
     fpn_cells: int
@@ -95,8 +96,15 @@ class EfficientDetSpec:
             )
 
     @property
+    def backbone_scaling(self) -> EfficientNetScaling:
+        """The backbone's scaling row (``backbone`` may name one or be a custom row)."""
+        if isinstance(self.backbone, EfficientNetScaling):
+            return self.backbone
+        return get_efficientnet_scaling(self.backbone)
+
+    @property
     def lite(self) -> bool:
-        return "lite" in self.backbone
+        return self.backbone_scaling.lite
 
     @property
     def anchors_per_location(self) -> int:
@@ -105,7 +113,7 @@ class EfficientDetSpec:
     @property
     def checkpoint_scope(self) -> str:
         """Variable-name prefix of the backbone in the official checkpoints."""
-        return self.backbone.replace("efficientnet", "efficientnet-")
+        return self.backbone_scaling.checkpoint_scope
 
     def anchor_spec(self, image_size: tuple[int, int] | None = None) -> AnchorSpec:
         """The anchors this detector predicts against."""

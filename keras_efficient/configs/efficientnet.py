@@ -209,7 +209,9 @@ def expand_blocks(scaling: EfficientNetScaling) -> tuple[BlockSpec, ...]:
                     stage=stage_number,
                     index=len(blocks),
                     kernel_size=stage.kernel_size,
-                    filters_in=stage.filters_in if first else stage.filters_out,
+                    # The first block reads the stem, whose width Lite keeps fixed at 32.
+                    filters_in=(scaling.stem_filters if not blocks
+                                else stage.filters_in if first else stage.filters_out),
                     filters_out=stage.filters_out,
                     expand_ratio=stage.expand_ratio,
                     strides=stage.strides if first else 1,

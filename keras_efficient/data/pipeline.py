@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from keras_efficient.data.coco import CocoDataset, ImageRecord
@@ -125,6 +126,10 @@ def detection_dataset(
         raise ValueError(f"batch_size and max_boxes must be >= 1; received {batch_size}, "
                          f"{max_boxes}.")
     output_size = (height, width)
+    drop_remainder = training if drop_remainder is None else drop_remainder
+    if drop_remainder and len(records) < batch_size:
+        raise ValueError(f"{len(records)} image(s) cannot fill one batch of {batch_size} with "
+                         "drop_remainder=True (the training default): lower batch_size.")
 
     boxes, classes = [], []
     for record in records:
@@ -132,8 +137,8 @@ def detection_dataset(
         boxes.append(record.boxes[keep].reshape(-1, 4))
         classes.append(record.classes[keep])
     lengths = [len(c) for c in classes]
-    flat_boxes = tf.concat([tf.constant(b, tf.float32) for b in boxes], axis=0)
-    flat_classes = tf.concat([tf.constant(c, tf.int32) for c in classes], axis=0)
+    flat_boxes = tf.constant(np.concatenate(boxes).astype("float32").reshape(-1, 4))
+    flat_classes = tf.constant(np.concatenate(classes).astype("int32"))
     dataset = tf.data.Dataset.from_tensor_slices({
         "path": tf.constant([r.path for r in records]),
         "image_id": tf.constant([r.image_id for r in records], tf.int64),
@@ -199,8 +204,7 @@ def detection_dataset(
                               num_parallel_calls=num_parallel_calls)
         if cache:
             dataset = _cache(dataset, cache)
-    dataset = dataset.batch(batch_size,
-                            drop_remainder=training if drop_remainder is None else drop_remainder)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     return dataset.prefetch(AUTOTUNE)
 
 

@@ -21,7 +21,7 @@ from keras_efficient.configs.efficientdet import (
     EfficientDetSpec,
     get_efficientdet_spec,
 )
-from keras_efficient.configs.efficientnet import get_efficientnet_scaling
+from keras_efficient.configs.efficientnet import EfficientNetScaling
 from keras_efficient.detection.bifpn import bifpn
 from keras_efficient.detection.heads import box_head, class_head
 from keras_efficient.models.efficientnet import (
@@ -93,7 +93,7 @@ def EfficientDet(spec: EfficientDetSpec | str, num_classes: int = 90,
         spec = get_efficientdet_spec(spec)
     shape = tuple(input_shape or (spec.input_size, spec.input_size, 3))
     _check(spec, num_classes, weights, backbone_weights, shape, fusion)
-    scaling = get_efficientnet_scaling(spec.backbone)
+    scaling = spec.backbone_scaling
 
     image = keras.Input(shape=shape, name="image")
     x = image
@@ -108,7 +108,7 @@ def EfficientDet(spec: EfficientDetSpec | str, num_classes: int = 90,
     if not scaling.lite:
         set_imagenet_normalization(model)
     if backbone_weights is not None:
-        load_backbone_weights(model, scaling.name, backbone_weights)
+        load_backbone_weights(model, scaling, backbone_weights)
     if weights == "coco":
         load_coco(model, spec, num_classes, fusion)
     elif weights is not None:
@@ -121,7 +121,8 @@ def EfficientDet(spec: EfficientDetSpec | str, num_classes: int = 90,
     return model
 
 
-def load_backbone_weights(detector: keras.Model, backbone: str, weights: str) -> int:
+def load_backbone_weights(detector: keras.Model, backbone: EfficientNetScaling | str,
+                          weights: str) -> int:
     """Copy a classifier's weights into the detector's backbone layers, by layer name.
 
     Returns the number of layers copied; the classifier's head (``top_*``) has no counterpart.

@@ -164,7 +164,7 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
         callbacks.append(EpochLog(config.epochs))
     callbacks.extend(extra_callbacks)
     history = trainer.fit(batches, epochs=config.epochs, steps_per_epoch=steps,
-                          callbacks=callbacks, verbose=config.verbose)
+                          callbacks=callbacks, verbose=config.verbose, shuffle=False)
     return TrainResult(detector, spec, data, history.history, weights_path, labels_path)
 
 

@@ -43,6 +43,7 @@ class DetectionTrainer(keras.Model):
         self.class_loss_tracker = keras.metrics.Mean(name="class_loss")
         self.box_loss_tracker = keras.metrics.Mean(name="box_loss")
         self._kernels = conv_kernels(detector)
+        self.built = True  # all weights belong to the already-built detector
 
     def call(self, images: Any, training: bool = False) -> Any:
         return self.detector(images, training=training)

@@ -12,7 +12,6 @@ from keras_efficient.configs.efficientdet import (
 )
 from keras_efficient.configs.efficientnet import (
     FEATURE_LEVEL_STAGES,
-    get_efficientnet_scaling,
     scaled_stages,
 )
 from keras_efficient.weights.checkpoint import (
@@ -36,7 +35,7 @@ def _sep(scope: str) -> list[str]:
 
 def efficientdet_name_map(spec: EfficientDetSpec, fusion: str | None = None) -> NameMap:
     """Our detector layer names -> the automl checkpoint variable names."""
-    scaling = get_efficientnet_scaling(spec.backbone)
+    scaling = spec.backbone_scaling
     names: NameMap = dict(efficientnet_name_map(scaling, spec.checkpoint_scope,
                                                  include_top=False, include_head=False))
     names["resample_p6_conv"] = ["resample_p6/conv2d/kernel", "resample_p6/conv2d/bias"]

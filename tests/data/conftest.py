@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from keras_efficient.data.synthetic import (
@@ -26,8 +24,3 @@ def image_folder(tmp_path_factory: pytest.TempPathFactory) -> SyntheticImageFold
     root = tmp_path_factory.mktemp("folder") / "classes"
     return make_classification_dataset(root, per_class=4, image_size=(32, 40), seed=1)
 
-
-def all_files(root: Path) -> dict[str, bytes]:
-    """Relative path -> bytes of every file under ``root``."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}

@@ -1,0 +1,33 @@
+"""COCO evaluation of a Keras detector (the evaluation setting of REFERENCE §2.7)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+
+from keras_efficient.configs.efficientdet import EfficientDetSpec
+from keras_efficient.detection.inference import inference_model
+from keras_efficient.evaluation.coco_metrics import evaluate_predict_fn
+from keras_efficient.evaluation.predict import predict
+
+
+def evaluate_detector(detector: keras.Model, spec: EfficientDetSpec,
+                      gt_json: str | os.PathLike[str], image_dir: str | os.PathLike[str], *,
+                      label_map: Sequence[int] | Mapping[int, int], batch_size: int = 8,
+                      max_detections: int = 100, score_threshold: float = 0.001,
+                      progress: bool = True, output_json: str | os.PathLike[str] | None = None
+                      ) -> dict[str, Any]:
+    """COCO metrics of a raw detector on a COCO-format split.
+
+    Uses the evaluation post-processing: top 5,000 (anchor, class) pairs, per-class NMS,
+    ``max_detections`` per image; boxes are mapped back to each image's original pixels and
+    classes to the original category ids through ``label_map`` (index -> id).
+    """
+    model = inference_model(detector, spec, class_aware=True, max_detections=max_detections,
+                            score_threshold=score_threshold)
+    return evaluate_predict_fn(
+        lambda images: predict(model, images, batch_size=batch_size), gt_json, image_dir,
+        label_map=label_map, batch_size=batch_size, progress=progress, output_json=output_json)
