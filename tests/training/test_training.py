@@ -1,4 +1,4 @@
-"""train_detector: it learns, stops on NaN keeping the last good checkpoint, resumes, distributes."""
+"""train_detector: learns, stops on NaN keeping the last checkpoint, resumes, distributes."""
 
 from __future__ import annotations
 
@@ -92,8 +92,11 @@ SCRIPT = textwrap.dedent("""
         def on_train_batch_end(self, batch, logs=None):
             time.sleep(float(sys.argv[3]))
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if sys.argv[2] == "mirrored" else None
-    result = train_detector(DetectorTrainConfig(**values), strategy=strategy, extra_callbacks=[Slow()])
+    strategy = None
+    if sys.argv[2] == "mirrored":
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    result = train_detector(DetectorTrainConfig(**values), strategy=strategy,
+                            extra_callbacks=[Slow()])
     print("LOSSES", json.dumps(result.history["loss"]), flush=True)
 """)
 
