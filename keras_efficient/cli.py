@@ -149,12 +149,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from keras_efficient.evaluation.coco_metrics import format_metrics_table
     from keras_efficient.evaluation.detector import evaluate_detector
     from keras_efficient.models.efficientdet import EfficientDet
+    from keras_efficient.training.fit import DetectorTrainConfig
 
-    spec = get_efficientdet_spec(args.model)
+    if args.train_dir:
+        train_dir = Path(args.train_dir)
+        spec = DetectorTrainConfig.from_json(train_dir / "train_config.json").spec()
+        weights = args.weights or str(train_dir / "detector.weights.h5")
+    elif args.weights:
+        spec, weights = get_efficientdet_spec(args.model), args.weights
+    else:
+        raise ValueError("eval needs --train-dir (a train output folder) or --weights.")
     if args.image_size:
         spec = spec.with_(input_size=args.image_size)
     data = CocoDataset(args.gt_json, args.images)
-    detector = EfficientDet(spec, num_classes=data.num_classes, weights=args.weights)
+    detector = EfficientDet(spec, num_classes=data.num_classes, weights=weights)
     metrics = evaluate_detector(detector, spec, args.gt_json, data_image_dir(data, args.images),
                                 label_map=data.category_ids, output_json=args.output)
     print(format_metrics_table(metrics))
@@ -217,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("eval", help="COCO metrics of a trained detector")
     evaluate.add_argument("--model", default="lite0", help="detector name (default lite0)")
-    evaluate.add_argument("--weights", required=True, help="detector weights file")
+    evaluate.add_argument("--train-dir", dest="train_dir",
+                          help="output folder of `train` (config, weights)")
+    evaluate.add_argument("--weights", help="detector weights file")
     evaluate.add_argument("--gt-json", dest="gt_json", required=True)
     evaluate.add_argument("--images", help="image folder (default: found from the json)")
     evaluate.add_argument("--image-size", dest="image_size", type=int)

@@ -43,6 +43,7 @@ class DemoConfig:
     scale_range: tuple[float, float] = (0.8, 1.25)
     num_drawn: int = 4
     seed: int = 0
+    spec_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def run_demo(config: DemoConfig | None = None, log: Any = print) -> dict[str, Any]:
@@ -64,7 +65,8 @@ def run_demo(config: DemoConfig | None = None, log: Any = print) -> dict[str, An
     train_config = DetectorTrainConfig(
         train_json=str(data.train_json), train_images=str(data.train_images_dir),
         output_dir=str(out / "train"), model="efficientdet-lite0",
-        spec_overrides={"input_size": config.image_size}, batch_size=config.batch_size,
+        spec_overrides={"input_size": config.image_size, **config.spec_overrides},
+        batch_size=config.batch_size,
         epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
         learning_rate=config.learning_rate, optimizer=config.optimizer,
         weight_decay=config.weight_decay, ema_decay=config.ema_decay,

@@ -13,11 +13,60 @@ def test_summary(capsys):
     assert "efficientnetlite0: 4,694,024 parameters, 0.385 B MACs at (224, 224)" in out
 
 
-def test_demo_prints_top5(capsys):
-    assert main(["demo"]) == 0
+def test_classify_generated_image_prints_top5(capsys):
+    assert main(["classify", "--weights", "none"]) == 0
     out = capsys.readouterr().out
     assert "weights: random (weights=None)" in out
     assert len([line for line in out.splitlines() if line.strip().startswith(("1.", "5."))]) == 2
+
+
+def test_train_then_eval_from_the_command_line(tmp_path, capsys):
+    import dataclasses
+    import json
+
+    from keras_efficient.data.synthetic import make_detection_dataset
+    from tests.training.conftest import TINY_OVERRIDES
+
+    data = make_detection_dataset(tmp_path / "data", num_train=8, num_val=4,
+                                  image_size=(64, 64), max_objects=2)
+    overrides = dict(TINY_OVERRIDES)
+    overrides["backbone"] = dataclasses.asdict(overrides["backbone"])
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps({"spec_overrides": overrides, "batch_size": 4,
+                                  "optimizer": "adamw", "learning_rate": 0.003,
+                                  "ema_decay": None, "verbose": 0}))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--train-json", str(data.train_json),
+                 "--train-images", str(data.train_images_dir), "--output-dir", str(out),
+                 "--epochs", "1", "--steps-per-epoch", "2"]) == 0
+    assert (out / "detector.weights.h5").exists()
+    capsys.readouterr()
+    assert main(["eval", "--train-dir", str(out), "--gt-json", str(data.val_json),
+                 "--images", str(data.val_images_dir), "--output", str(tmp_path / "m.json")]) == 0
+    table = capsys.readouterr().out
+    assert "AP50" in table and "triangle" in table
+    assert json.loads((tmp_path / "m.json").read_text())["num_images"] == 4
+
+
+def test_train_without_data_is_a_clear_error(capsys):
+    assert main(["train", "--epochs", "1"]) == 2
+    assert "train needs --train-json, --train-images, --output-dir" in capsys.readouterr().err
+
+
+def test_demo_runs_end_to_end_on_a_tiny_configuration(tmp_path):
+    from keras_efficient.demo import DemoConfig, run_demo
+    from tests.training.conftest import TINY_OVERRIDES
+
+    overrides = {k: v for k, v in TINY_OVERRIDES.items() if k != "input_size"}
+    lines: list[str] = []
+    metrics = run_demo(DemoConfig(output_dir=str(tmp_path / "demo"), image_size=64,
+                                  num_train=8, num_val=4, epochs=1, steps_per_epoch=2,
+                                  batch_size=4, num_drawn=2, spec_overrides=overrides),
+                       log=lines.append)
+    assert 0.0 <= metrics["AP50"] <= 1.0
+    assert len(list((tmp_path / "demo" / "detections").glob("*.png"))) == 2
+    assert (tmp_path / "demo" / "metrics.json").exists()
+    assert any("4/4" in line for line in lines) and "AP50" in "\n".join(lines)
 
 
 def test_classify_image_file_with_weights_file(tmp_path, capsys):

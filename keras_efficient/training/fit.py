@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from keras_efficient.configs.efficientdet import EfficientDetSpec, get_efficientdet_spec
+from keras_efficient.configs.efficientnet import EfficientNetScaling
 from keras_efficient.data.coco import CocoDataset
 from keras_efficient.data.pipeline import detection_dataset
 from keras_efficient.detection.anchors import generate_anchors
@@ -64,7 +65,20 @@ class DetectorTrainConfig:
     verbose: int | str = "auto"
 
     def spec(self) -> EfficientDetSpec:
-        return get_efficientdet_spec(self.model).with_(**self.spec_overrides)
+        """The detector row with ``spec_overrides`` applied (a ``backbone`` given as a dict of
+        scaling fields, as in a JSON config, becomes a custom backbone row)."""
+        overrides = dict(self.spec_overrides)
+        if isinstance(overrides.get("backbone"), dict):
+            overrides["backbone"] = EfficientNetScaling(**overrides["backbone"])
+        return get_efficientdet_spec(self.model).with_(**overrides)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> DetectorTrainConfig:
+        """Read a config written by :func:`train_detector` (``train_config.json``)."""
+        values = json.loads(Path(path).read_text())
+        if "scale_range" in values:
+            values["scale_range"] = tuple(values["scale_range"])
+        return cls(**values)
 
     def peak_learning_rate(self) -> float:
         return self.learning_rate or scaled_learning_rate(self.batch_size)
