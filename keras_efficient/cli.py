@@ -110,7 +110,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train a detector on a COCO-format dataset (flags or a JSON config file)."""
+    """Train a detector on COCO-format data, or a classifier on an image folder."""
+    if args.task == "classify":
+        return _train_classifier(args)
     from keras_efficient.training.fit import DetectorTrainConfig, train_detector
 
     values: dict[str, object] = {}
@@ -139,6 +141,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"Unknown training settings in the config: {sorted(unknown)}.")
     result = train_detector(DetectorTrainConfig(**values))  # type: ignore[arg-type]
     print(f"weights: {result.weights_path}\nlabels: {result.labels_path}")
+    return 0
+
+
+def _train_classifier(args: argparse.Namespace) -> int:
+    from keras_efficient.training.classifier import ClassifierTrainConfig, train_classifier
+
+    values: dict[str, object] = json.loads(Path(args.config).read_text()) if args.config else {}
+    for key in ("train_images", "output_dir", "model", "batch_size", "epochs", "learning_rate",
+                "optimizer", "weights", "ema_decay", "image_size"):
+        value = getattr(args, key)
+        if value is not None:
+            values[key] = value
+    if args.freeze_backbone:
+        values["freeze_backbone"] = True
+    missing = [k for k in ("train_images", "output_dir") if k not in values]
+    if missing:
+        raise ValueError(f"train --task classify needs "
+                         f"{', '.join('--' + k.replace('_', '-') for k in missing)}.")
+    result = train_classifier(ClassifierTrainConfig(**values))  # type: ignore[arg-type]
+    print(f"top-1 {result['metrics']['top1']:.3f}, top-5 {result['metrics']['top5']:.3f}; "
+          f"weights in {values['output_dir']}")
     return 0
 
 
@@ -205,9 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     train = sub.add_parser("train", help="train a detector on COCO-format data")
-    train.add_argument("--config", help="JSON file with DetectorTrainConfig fields")
+    train.add_argument("--task", choices=("detect", "classify"), default="detect",
+                       help="detect: COCO json + images; classify: an image folder of classes")
+    train.add_argument("--config", help="JSON file with DetectorTrainConfig (or, for "
+                       "classify, ClassifierTrainConfig) fields")
     train.add_argument("--train-json", dest="train_json")
-    train.add_argument("--train-images", dest="train_images")
+    train.add_argument("--train-images", dest="train_images",
+                       help="image folder (classify: <folder>/<class>/*.png)")
     train.add_argument("--output-dir", dest="output_dir")
     train.add_argument("--model", help="detector name, e.g. lite0, d0 (default lite0)")
     train.add_argument("--image-size", dest="image_size", type=int)

@@ -43,22 +43,22 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             )
 
 
-class SaveDetector(keras.callbacks.Callback):
-    """Write ``detector`` weights to ``path`` after every epoch, atomically (temp + rename).
+class SaveWeights(keras.callbacks.Callback):
+    """Write a model's weights to ``path`` after every epoch, atomically (temp + rename).
 
     Place it after ``SwapEMAWeights(swap_on_epoch=True)`` so that the EMA copy is saved.
     """
 
-    def __init__(self, detector: keras.Model, path: str | os.PathLike[str]) -> None:
+    def __init__(self, target: keras.Model, path: str | os.PathLike[str]) -> None:
         super().__init__()
-        self.detector = detector
+        self.target = target
         self.path = Path(path)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{os.getpid()}.{self.path.name}")
         try:
-            self.detector.save_weights(temporary)
+            self.target.save_weights(temporary)
             os.replace(temporary, self.path)
         finally:
             temporary.unlink(missing_ok=True)

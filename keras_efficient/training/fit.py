@@ -24,7 +24,7 @@ from keras_efficient.data.coco import CocoDataset
 from keras_efficient.data.pipeline import detection_dataset
 from keras_efficient.detection.anchors import generate_anchors
 from keras_efficient.models.efficientdet import EfficientDet
-from keras_efficient.training.callbacks import EpochLog, SaveDetector, StopOnNonFiniteLoss
+from keras_efficient.training.callbacks import EpochLog, SaveWeights, StopOnNonFiniteLoss
 from keras_efficient.training.schedules import scaled_learning_rate, warmup_cosine
 from keras_efficient.training.strategy import choose_strategy
 from keras_efficient.training.targets import with_targets
@@ -171,7 +171,7 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
     if config.ema_decay:
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     weights_path = output / "detector.weights.h5"
-    callbacks.append(SaveDetector(detector, weights_path))
+    callbacks.append(SaveWeights(detector, weights_path))
     if _tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(str(output / "logs")))
     if config.verbose == 0:

@@ -1,0 +1,108 @@
+"""``train_classifier``: fine-tune (or train) an EfficientNet on an image folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from keras_efficient.configs.efficientnet import get_efficientnet_scaling
+from keras_efficient.data.classification import image_folder_dataset
+from keras_efficient.evaluation.classification import evaluate_classifier
+from keras_efficient.models.efficientnet import EfficientNet
+from keras_efficient.training.callbacks import EpochLog, SaveWeights, StopOnNonFiniteLoss
+from keras_efficient.training.schedules import warmup_cosine
+from keras_efficient.training.strategy import choose_strategy
+
+BACKBONE_PREFIXES = ("stem_", "block", "top_", "normalization", "rescaling")
+
+
+@dataclasses.dataclass
+class ClassifierTrainConfig:
+    """Settings of ``train_classifier``; JSON-serialisable."""
+
+    train_images: str
+    output_dir: str
+    model: str = "efficientnetlite0"
+    image_size: int | None = None
+    validation_split: float = 0.2
+    batch_size: int = 16
+    epochs: int = 5
+    learning_rate: float = 1e-3
+    warmup_epochs: float = 0.5
+    optimizer: str = "adamw"
+    weight_decay: float = 1e-4
+    ema_decay: float | None = None
+    label_smoothing: float = 0.1
+    weights: str | None = None
+    freeze_backbone: bool = False
+    seed: int = 0
+    verbose: int | str = "auto"
+
+
+def train_classifier(config: ClassifierTrainConfig,
+                     strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:
+    """Train on ``train_images/<class>/*``; returns the model, class names, history, metrics.
+
+    A new classifier head with one output per class folder is put on the backbone
+    (``weights`` as for :func:`keras_efficient.EfficientNet`, without its ImageNet top).
+    Writes ``classifier.weights.h5`` (after every epoch), ``labels.txt``, ``metrics.json``.
+    """
+    keras.utils.set_random_seed(config.seed)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    size = config.image_size or get_efficientnet_scaling(config.model).resolution
+    train, names = image_folder_dataset(config.train_images, (size, size), config.batch_size,
+                                        validation_split=config.validation_split,
+                                        subset="training", seed=config.seed)
+    val, _ = image_folder_dataset(config.train_images, (size, size), config.batch_size,
+                                  validation_split=config.validation_split,
+                                  subset="validation", seed=config.seed)
+    (out / "labels.txt").write_text("\n".join(names) + "\n")
+    steps = int(train.cardinality().numpy())
+    if steps < 1:
+        raise ValueError(f"No training batches in {config.train_images}: add images or lower "
+                         "batch_size / validation_split.")
+    with (strategy or choose_strategy()).scope():
+        backbone = EfficientNet(config.model, include_top=False, weights=config.weights,
+                                input_shape=(size, size, 3), pooling="avg")
+        if config.freeze_backbone:
+            backbone.trainable = False
+        x = keras.layers.Dropout(0.2, name="top_dropout")(backbone.output)
+        outputs = keras.layers.Dense(len(names), activation="softmax", name="predictions")(x)
+        model = keras.Model(backbone.inputs, outputs, name=f"{config.model}_classifier")
+        schedule = warmup_cosine(config.learning_rate, steps * config.epochs,
+                                 int(config.warmup_epochs * steps))
+        common: dict[str, Any] = {"learning_rate": schedule}
+        if config.ema_decay:
+            common.update(use_ema=True, ema_momentum=config.ema_decay)
+        optimizer = (keras.optimizers.AdamW(weight_decay=config.weight_decay, **common)
+                     if config.optimizer == "adamw"
+                     else keras.optimizers.SGD(momentum=0.9, **common))
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+
+    def one_hot(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return images, tf.one_hot(labels, len(names))
+
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.BackupAndRestore(str(out / "backup")), StopOnNonFiniteLoss()]
+    if config.ema_decay:
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    callbacks.append(SaveWeights(model, out / "classifier.weights.h5"))
+    if config.verbose == 0:
+        callbacks.append(EpochLog(config.epochs))
+    history = model.fit(train.map(one_hot), validation_data=val.map(one_hot),
+                        epochs=config.epochs, callbacks=callbacks, verbose=config.verbose)
+    metrics = evaluate_classifier(model, val)
+    temporary = out / f".{os.getpid()}.metrics.json"
+    temporary.write_text(json.dumps(metrics, indent=2))
+    os.replace(temporary, out / "metrics.json")
+    return {"model": model, "class_names": names, "history": history.history,
+            "metrics": metrics}
+
