@@ -32,6 +32,7 @@ lint: $(STAMP) ## ruff, mypy and the import-direction contract
 bench: $(STAMP) ## latency of our models vs keras.applications, side by side
 	$(PY) benchmarks/latency.py
 	$(PY) benchmarks/detection_latency.py
+	$(PY) benchmarks/training_throughput.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
