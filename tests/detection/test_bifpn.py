@@ -56,3 +56,15 @@ def test_to_original_pixels_config_and_math():
     info = np.array([[0.5, 60.0, 300.0]], "float32")
     out = keras.ops.convert_to_numpy(clone(boxes, info))
     np.testing.assert_allclose(out, [[[20.0, 40.0, 60.0, 300.0]]])
+
+
+def test_d0_keras_file_round_trip_with_safe_mode(tmp_path):
+    model = EfficientDet("d0", num_classes=5)
+    image = np.random.default_rng(0).uniform(0, 255, (1, 512, 512, 3)).astype("float32")
+    expected = model.predict(image, verbose=0)
+    path = tmp_path / "d0.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    got = loaded.predict(image, verbose=0)
+    for key in ("class_logits", "box_regression"):
+        np.testing.assert_allclose(got[key], expected[key], atol=1e-5)
