@@ -102,6 +102,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def run_script(values: dict, mode: str, delay: float, **kwargs) -> subprocess.Popen:
+    values = {k: v for k, v in values.items() if k != "spec_overrides"}  # set by the script
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.Popen([sys.executable, "-c", SCRIPT, json.dumps(values), mode, str(delay)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
