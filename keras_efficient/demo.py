@@ -33,10 +33,11 @@ class DemoConfig:
     num_val: int = 50
     difficulty: str = "easy"
     max_objects: int = 3
-    epochs: int = 15
+    epochs: int = 25
     steps_per_epoch: int = 20
     batch_size: int = 16
-    learning_rate: float = 0.003
+    learning_rate: float = 0.004
+    warmup_epochs: float = 2.0
     optimizer: str = "adamw"
     weight_decay: float = 1e-4
     ema_decay: float | None = None
@@ -68,7 +69,8 @@ def run_demo(config: DemoConfig | None = None, log: Any = print) -> dict[str, An
         spec_overrides={"input_size": config.image_size, **config.spec_overrides},
         batch_size=config.batch_size,
         epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
-        learning_rate=config.learning_rate, optimizer=config.optimizer,
+        learning_rate=config.learning_rate, warmup_epochs=config.warmup_epochs,
+        optimizer=config.optimizer,
         weight_decay=config.weight_decay, ema_decay=config.ema_decay,
         scale_range=config.scale_range, seed=config.seed, verbose=0)
     step(f"2/4 training EfficientDet-Lite0 at {config.image_size}px from scratch: "
