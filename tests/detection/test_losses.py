@@ -72,3 +72,18 @@ def test_giou_loss():
                         "positive_mask": np.zeros((1, 2))},
                        {"class_logits": np.zeros((1, 2, 1)), "box_regression": np.zeros((1, 2, 4))},
                        iou_weight=1.0)
+
+
+def test_label_smoothing_moves_targets_towards_one_half():
+    labels = np.array([[[1, 0]]], "float32")
+    logits = np.array([[[2.0, -1.0]]], "float32")
+    smoothed = float(FocalLoss(label_smoothing=0.2)(labels, logits))
+    # Keras smooths binary targets to y·(1 − s) + s/2: here [0.9, 0.1].
+    p = 1 / (1 + np.exp(-logits))
+    soft = np.array([[[0.9, 0.1]]])
+    bce = -(soft * np.log(p) + (1 - soft) * np.log(1 - p))
+    p_t = soft * p + (1 - soft) * (1 - p)
+    alpha_t = soft * 0.25 + (1 - soft) * 0.75
+    expected = float((alpha_t * (1 - p_t) ** 1.5 * bce).sum())
+    assert smoothed == pytest.approx(expected, rel=1e-4)
+    assert smoothed != pytest.approx(float(FocalLoss()(labels, logits)), rel=1e-3)

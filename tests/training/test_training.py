@@ -142,3 +142,12 @@ def test_killed_training_resumes_from_the_last_checkpoint(tiny_data, tmp_path):
     assert epochs == ["2/3", "3/3"], output[-3000:]
     assert (tmp_path / "detector.weights.h5").exists()
     assert not (tmp_path / "backup").exists()
+
+
+def test_mixed_precision_training_runs_and_restores_the_policy(tiny_data, tmp_path):
+    before = keras.config.dtype_policy().name
+    result = train_detector(config(tiny_data, tmp_path, epochs=1, steps_per_epoch=2,
+                                   mixed_precision=True))
+    assert result.detector.get_layer("class_net_conv0").compute_dtype == "float16"
+    assert np.isfinite(result.history["loss"]).all()
+    assert keras.config.dtype_policy().name == before
