@@ -1,0 +1,25 @@
+"""``train(config)``: the one entry point for detectors and classifiers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from keras_efficient.training.classifier import ClassifierTrainConfig, train_classifier
+from keras_efficient.training.fit import DetectorTrainConfig, train_detector
+
+
+def train(config: DetectorTrainConfig | ClassifierTrainConfig,
+          strategy: tf.distribute.Strategy | None = None) -> Any:
+    """Train what ``config`` describes: a detector (COCO data) or a classifier (image folder).
+
+    Returns :class:`~keras_efficient.training.fit.TrainResult` for detectors and the result
+    dict of :func:`~keras_efficient.training.classifier.train_classifier` for classifiers.
+    """
+    if isinstance(config, DetectorTrainConfig):
+        return train_detector(config, strategy=strategy)
+    if isinstance(config, ClassifierTrainConfig):
+        return train_classifier(config, strategy=strategy)
+    raise TypeError(f"train() takes a DetectorTrainConfig or ClassifierTrainConfig; received "
+                    f"{type(config).__name__}.")
