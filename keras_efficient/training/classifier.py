@@ -19,7 +19,6 @@ from keras_efficient.training.callbacks import EpochLog, SaveWeights, StopOnNonF
 from keras_efficient.training.schedules import warmup_cosine
 from keras_efficient.training.strategy import choose_strategy
 
-BACKBONE_PREFIXES = ("stem_", "block", "top_", "normalization", "rescaling")
 
 
 @dataclasses.dataclass
