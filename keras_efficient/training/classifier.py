@@ -20,7 +20,6 @@ from keras_efficient.training.schedules import warmup_cosine
 from keras_efficient.training.strategy import choose_strategy
 
 
-
 @dataclasses.dataclass
 class ClassifierTrainConfig:
     """Settings of ``train_classifier``; JSON-serialisable."""
