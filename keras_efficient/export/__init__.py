@@ -1,0 +1,1 @@
+"""Export: TFLite conversion, the LiteRT runtime, verification against Keras, manifests."""

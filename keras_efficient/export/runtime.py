@@ -1,0 +1,71 @@
+"""Run TFLite models in the LiteRT interpreter (``ai-edge-litert``)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+
+def load_interpreter(path: str | os.PathLike[str], num_threads: int = 2) -> Any:
+    """A ready LiteRT interpreter for ``path``.
+
+    Uses ``ai_edge_litert`` (install ``keras_efficient[export]``); falls back to
+    ``tf.lite.Interpreter`` with a warning only when LiteRT is not installed.
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        warnings.warn("ai-edge-litert is not installed (pip install 'keras_efficient[export]'); "
+                      "falling back to tf.lite.Interpreter.", stacklevel=2)
+        Interpreter = tf.lite.Interpreter  # noqa: N806
+    interpreter = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _to_input(detail: dict[str, Any], image: np.ndarray) -> np.ndarray:
+    dtype = detail["dtype"]
+    if dtype == np.float32:
+        return image.astype("float32")
+    if dtype == np.uint8 and _is_raw_pixels(detail):
+        return np.clip(np.round(image), 0, 255).astype("uint8")
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(image / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def _is_raw_pixels(detail: dict[str, Any]) -> bool:
+    scale, zero_point = detail["quantization"]
+    return bool(np.isclose(scale, 1.0) and zero_point == 0)
+
+
+def run(interpreter: Any, image: np.ndarray) -> list[np.ndarray]:
+    """Invoke on one ``[1, H, W, 3]`` float image in [0, 255]; outputs in the model's order,
+    dequantized to float32."""
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], _to_input(detail, np.asarray(image)))
+    interpreter.invoke()
+    outputs = []
+    for out in interpreter.get_output_details():
+        value = interpreter.get_tensor(out["index"])
+        scale, zero_point = out["quantization"]
+        if value.dtype != np.float32 and scale:
+            value = (value.astype("float32") - zero_point) * scale
+        outputs.append(value)
+    return outputs
+
+
+def op_histogram(interpreter: Any) -> dict[str, int]:
+    """How many times each op appears in the flatbuffer, by op name."""
+    return dict(Counter(op["op_name"] for op in interpreter._get_ops_details()))
+
+
+def tensor_types(interpreter: Any) -> dict[str, int]:
+    """How many tensors of each dtype the model holds (e.g. to find floats in an int8 model)."""
+    return dict(Counter(np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()))

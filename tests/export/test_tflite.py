@@ -1,0 +1,93 @@
+"""TFLite conversion in every format, run in LiteRT and compared with Keras."""
+
+import os
+
+import numpy as np
+import pytest
+
+from keras_efficient.configs.efficientnet import get_efficientnet_scaling
+from keras_efficient.export.runtime import load_interpreter, op_histogram, run
+from keras_efficient.export.tflite import convert, export_tflite
+from keras_efficient.models.efficientdet import EfficientDet
+from keras_efficient.models.efficientnet import EfficientNet
+from tests.training.conftest import tiny_spec
+
+TINY = get_efficientnet_scaling("lite0").with_(name="tinylite", width=0.25, depth=0.25)
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return EfficientNet(TINY, weights=None, classes=5, input_shape=(64, 64, 3))
+
+
+@pytest.fixture(scope="module")
+def images():
+    return [np.random.default_rng(i).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+            for i in range(8)]
+
+
+@pytest.mark.parametrize(("quantization", "atol"), [("float32", 1e-5), ("float16", 5e-3)])
+def test_float_exports_match_keras(classifier, images, tmp_path, quantization, atol):
+    path = export_tflite(classifier, tmp_path / f"{quantization}.tflite", quantization)
+    interpreter = load_interpreter(path)
+    for image in images[:3]:
+        np.testing.assert_allclose(run(interpreter, image)[0],
+                                   classifier.predict(image, verbose=0), atol=atol)
+    assert not any(name.startswith("Flex") for name in op_histogram(interpreter))
+
+
+def test_dynamic_and_int8_exports_agree_on_top1(classifier, images, tmp_path):
+    expected = [int(np.argmax(classifier.predict(image, verbose=0))) for image in images]
+    for quantization, kwargs in (("dynamic", {}),
+                                 ("int8", {"representative": images, "input_type": "uint8"})):
+        path = export_tflite(classifier, tmp_path / f"{quantization}.tflite", quantization,
+                             **kwargs)
+        interpreter = load_interpreter(path)
+        got = [int(np.argmax(run(interpreter, image)[0])) for image in images]
+        assert np.mean(np.equal(got, expected)) >= 0.75, (quantization, got, expected)
+    int8 = load_interpreter(tmp_path / "int8.tflite")
+    assert int8.get_input_details()[0]["dtype"] == np.uint8
+    assert int8.get_output_details()[0]["dtype"] == np.float32
+    ops = op_histogram(int8)
+    assert "CONV_2D" in ops and not any(name.startswith("Flex") for name in ops)
+
+
+def test_raw_detector_float_export_matches_keras(tmp_path):
+    detector = EfficientDet(tiny_spec(), num_classes=3)
+    image = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+    interpreter = load_interpreter(export_tflite(detector, tmp_path / "det.tflite"))
+    expected = detector.predict(image, verbose=0)
+    outputs = run(interpreter, image)
+    by_shape = {out.shape[-1]: out for out in outputs}
+    np.testing.assert_allclose(by_shape[3], expected["class_logits"], atol=1e-4)
+    np.testing.assert_allclose(by_shape[4], expected["box_regression"], atol=1e-4)
+
+
+def test_bad_inputs_are_clear_errors_and_write_nothing(classifier, tmp_path):
+    with pytest.raises(ValueError, match="representative dataset is empty"):
+        convert(classifier, "int8", representative=[])
+    with pytest.raises(ValueError, match="needs a representative dataset"):
+        convert(classifier, "int8")
+    with pytest.raises(ValueError, match="quantization must be one of"):
+        convert(classifier, "int4")
+    with pytest.raises(ValueError, match="needs quantization='int8'"):
+        convert(classifier, "float32", input_type="uint8")
+    with pytest.raises(ValueError, match="does not exist"):
+        export_tflite(classifier, tmp_path / "missing" / "m.tflite")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores permissions
+            pytest.skip("running as a user who can write anywhere")
+        with pytest.raises(PermissionError, match="not writable"):
+            export_tflite(classifier, locked / "m.tflite")
+    finally:
+        locked.chmod(0o700)
+    assert list(tmp_path.rglob("*.tflite")) == []
+
+
+def test_dynamic_input_size_is_refused():
+    model = EfficientNet(TINY, weights=None, include_top=False, input_shape=(None, None, 3))
+    with pytest.raises(ValueError, match="static input size"):
+        convert(model)
