@@ -7,10 +7,10 @@ PYTEST_ARGS ?=
 
 .PHONY: install demo test test-slow lint bench clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[cpu,coco,dev]"
+	$(PY) -m pip install --quiet -e ".[cpu,coco,export,dev]"
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the package (CPU TensorFlow) with dev tools
