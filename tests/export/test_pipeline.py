@@ -29,7 +29,7 @@ def test_shipped_recipes_load():
 
 
 def test_recipe_errors(tmp_path):
-    with pytest.raises(ValueError, match="Unknown export recipe 'ios'.*android-int8"):
+    with pytest.raises(ValueError, match=r"Unknown export recipe 'ios'.*android-int8"):
         load_recipe("ios")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"formats": ["int4"]}))
@@ -66,7 +66,7 @@ def test_failed_export_leaves_nothing_and_names_the_step(classifier, tmp_path, m
 
     monkeypatch.setattr(pipeline, "convert", broken)
     recipe = Recipe(name="t", formats=("float32",))
-    with pytest.raises(ExportError, match="'float32: convert' failed.*simulated"):
+    with pytest.raises(ExportError, match=r"'float32: convert' failed.*simulated"):
         export_model(classifier, recipe, tmp_path / "out", representative=samples(2),
                      log=lambda *_: None)
     assert list(tmp_path.iterdir()) == []
