@@ -5,7 +5,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-slow lint bench clean
+MODEL ?= demo
+RECIPE ?=
+WEIGHTS ?=
+
+.PHONY: install demo test test-slow lint bench export-tflite clean
 
 $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +37,10 @@ bench: $(STAMP) ## latency of our models vs keras.applications, side by side
 	$(PY) benchmarks/latency.py
 	$(PY) benchmarks/detection_latency.py
 	$(PY) benchmarks/training_throughput.py
+
+export-tflite: $(STAMP) ## TFLite export with a recipe (MODEL=demo|name WEIGHTS=path RECIPE=name)
+	$(PY) -m keras_efficient.cli export --model $(MODEL) $(if $(RECIPE),--recipe $(RECIPE)) \
+		$(if $(WEIGHTS),--weights $(WEIGHTS))
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

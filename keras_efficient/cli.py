@@ -1,4 +1,4 @@
-"""The ``keras-efficient`` command line: list, summary, classify, demo, train, eval."""
+"""The ``keras-efficient`` command line: list, summary, classify, demo, train, eval, export."""
 
 from __future__ import annotations
 
@@ -192,6 +192,61 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a model with a recipe: TFLite formats verified in LiteRT, plus a manifest."""
+    import tempfile
+
+    from keras_efficient.data.representative import representative_images
+    from keras_efficient.data.synthetic import make_detection_dataset
+    from keras_efficient.export.pipeline import export_model
+    from keras_efficient.export.recipes import RECIPE_DIR, load_recipe
+    from keras_efficient.models import get_model
+    from keras_efficient.models.efficientdet import EfficientDet
+    from keras_efficient.training.fit import DetectorTrainConfig
+
+    trained = Path(args.train_dir) / "train_config.json"
+    if args.model == "demo" and trained.exists():
+        config = DetectorTrainConfig.from_json(trained)
+        spec = config.spec()
+        weights = str(Path(args.train_dir) / "detector.weights.h5")
+        labels = (Path(args.train_dir) / "labels.txt").read_text().split()
+        model = EfficientDet(spec, num_classes=len(labels), weights=weights, name="demo_detector")
+        source: object = config.train_json
+        origin = weights
+        print(f"exporting the demo's trained detector ({weights})")
+    elif args.model == "demo":
+        spec_name = "efficientdet-lite0"
+        model = get_model(spec_name, num_classes=3)
+        origin = "random"
+        folder = Path(tempfile.mkdtemp(prefix="keras_efficient_export_"))
+        source = make_detection_dataset(folder / "data", num_train=16, num_val=1,
+                                        image_size=(320, 320))
+        print(f"no trained demo model in {args.train_dir} (run `make demo` first): exporting a "
+              "freshly built EfficientDet-Lite0 with RANDOM weights, calibrated on synthetic "
+              "images")
+    else:
+        chosen = None if args.weights in (None, "none") else str(args.weights)
+        model = get_model(args.model, weights=chosen)
+        origin = chosen or "random"
+        if args.representative is None:
+            raise ValueError("--representative (an image folder or COCO json) is needed to "
+                             "calibrate and verify the export.")
+        source = args.representative
+        print(f"exporting {model.name} with weights: {origin}")
+    recipe_name = args.recipe or ("server" if origin == "random" else "android-int8")
+    recipe = load_recipe(recipe_name)
+    size = (int(model.input_shape[1]), int(model.input_shape[2]))
+    images = list(representative_images(source, size, count=recipe.representative_count))
+    output = Path(args.output or RECIPE_DIR / f"{model.name}-{recipe.name}")
+    manifest = export_model(model, recipe, output, representative=images,
+                            weights_origin=origin)
+    for artifact in manifest["artifacts"]:
+        accuracy = ", ".join(f"{k} {v:.4g}" for k, v in artifact["accuracy"].items())
+        print(f"  {artifact['file']}: {artifact['bytes'] / 1e6:.2f} MB, "
+              f"{artifact['latency_ms']['2_threads']:.1f} ms (2 threads), {accuracy}")
+    return 0
+
+
 def data_image_dir(data: object, images: str | None) -> str:
     """The image folder: the one given, else the folder of the first record."""
     if images:
@@ -260,6 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--image-size", dest="image_size", type=int)
     evaluate.add_argument("--output", help="write the metrics as JSON here")
     evaluate.set_defaults(func=cmd_eval)
+
+    export = sub.add_parser("export", help="export to TFLite with a recipe (export/*.json)")
+    export.add_argument("--model", default="demo",
+                        help="'demo' (the demo's trained detector) or a variant name")
+    export.add_argument("--weights", help="weights file for a named variant (default random)")
+    export.add_argument("--recipe", help="recipe name in export/ or a JSON path (default "
+                        "android-int8 with trained weights, server without)")
+    export.add_argument("--train-dir", dest="train_dir", default="runs/demo/train",
+                        help="where the demo's trained detector is (for --model demo)")
+    export.add_argument("--representative", help="image folder or COCO json for calibration")
+    export.add_argument("--output", help="output folder (default export/<model>-<recipe>)")
+    export.set_defaults(func=cmd_export)
     return parser
 
 

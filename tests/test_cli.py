@@ -46,6 +46,13 @@ def test_train_then_eval_from_the_command_line(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "AP50" in table and "triangle" in table
     assert json.loads((tmp_path / "m.json").read_text())["num_images"] == 4
+    exported = tmp_path / "exported"
+    assert main(["export", "--model", "demo", "--train-dir", str(out), "--recipe", "server",
+                 "--output", str(exported)]) == 0
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert [a["format"] for a in manifest["artifacts"]] == ["tflite-float32", "tflite-float16"]
+    assert manifest["artifacts"][0]["accuracy"]["max_abs_delta"] < 1e-3
+    assert "exporting the demo's trained detector" in capsys.readouterr().out
 
 
 def test_train_without_data_is_a_clear_error(capsys):
