@@ -13,7 +13,6 @@ import tensorflow as tf
 
 from keras_efficient.configs.efficientnet import get_efficientnet_scaling
 from keras_efficient.data.classification import image_folder_dataset
-from keras_efficient.evaluation.classification import evaluate_classifier
 from keras_efficient.models.efficientnet import EfficientNet
 from keras_efficient.training.callbacks import EpochLog, SaveWeights, StopOnNonFiniteLoss
 from keras_efficient.training.schedules import warmup_cosine
@@ -83,7 +82,9 @@ def train_classifier(config: ClassifierTrainConfig,
                      if config.optimizer == "adamw"
                      else keras.optimizers.SGD(momentum=0.9, **common))
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+        model.compile(optimizer=optimizer, loss=loss, metrics=[
+            keras.metrics.CategoricalAccuracy(name="top1"),
+            keras.metrics.TopKCategoricalAccuracy(k=min(5, len(names)), name="top5")])
 
     def one_hot(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return images, tf.one_hot(labels, len(names))
@@ -97,7 +98,9 @@ def train_classifier(config: ClassifierTrainConfig,
         callbacks.append(EpochLog(config.epochs))
     history = model.fit(train.map(one_hot), validation_data=val.map(one_hot),
                         epochs=config.epochs, callbacks=callbacks, verbose=config.verbose)
-    metrics = evaluate_classifier(model, val)
+    scores = model.evaluate(val.map(one_hot), return_dict=True, verbose=0)
+    metrics = {"top1": float(scores["top1"]), "top5": float(scores["top5"]),
+               "num_examples": int(sum(int(labels.shape[0]) for _, labels in val))}
     temporary = out / f".{os.getpid()}.metrics.json"
     temporary.write_text(json.dumps(metrics, indent=2))
     os.replace(temporary, out / "metrics.json")
