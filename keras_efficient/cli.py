@@ -115,27 +115,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _train_classifier(args)
     from keras_efficient.training.fit import DetectorTrainConfig, train_detector
 
-    values: dict[str, object] = {}
-    if args.config:
-        values.update(json.loads(Path(args.config).read_text()))
-    for key in ("train_json", "train_images", "output_dir", "model", "batch_size", "epochs",
-                "steps_per_epoch", "learning_rate", "optimizer", "weights", "backbone_weights",
-                "ema_decay"):
-        value = getattr(args, key)
-        if value is not None:
-            values[key] = value
+    values = _settings(args, ("train_json", "train_images", "output_dir", "model", "batch_size",
+                              "epochs", "steps_per_epoch", "learning_rate", "optimizer",
+                              "weights", "backbone_weights", "ema_decay"))
     if args.image_size:
         values.setdefault("spec_overrides", {})
         values["spec_overrides"] = {**dict(values["spec_overrides"]),  # type: ignore[call-overload]
                                     "input_size": args.image_size}
-    if args.freeze_backbone:
-        values["freeze_backbone"] = True
     if args.mixed_precision:
         values["mixed_precision"] = True
-    missing = [k for k in ("train_json", "train_images", "output_dir") if k not in values]
-    if missing:
-        raise ValueError(f"train needs {', '.join('--' + k.replace('_', '-') for k in missing)} "
-                         "(as flags or in --config).")
+    _require(values, ("train_json", "train_images", "output_dir"), "train")
     unknown = set(values) - {f.name for f in dataclasses.fields(DetectorTrainConfig)}
     if unknown:
         raise ValueError(f"Unknown training settings in the config: {sorted(unknown)}.")
@@ -144,21 +133,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace, keys: Sequence[str]) -> dict[str, object]:
+    """Settings from ``--config`` (JSON), overridden by the flags that were given."""
+    values: dict[str, object] = json.loads(Path(args.config).read_text()) if args.config else {}
+    values.update({key: getattr(args, key) for key in keys if getattr(args, key) is not None})
+    if args.freeze_backbone:
+        values["freeze_backbone"] = True
+    return values
+
+
+def _require(values: dict[str, object], keys: Sequence[str], command: str) -> None:
+    missing = [key for key in keys if key not in values]
+    if missing:
+        raise ValueError(f"{command} needs {', '.join('--' + k.replace('_', '-') for k in missing)}"
+                         " (as flags or in --config).")
+
+
 def _train_classifier(args: argparse.Namespace) -> int:
     from keras_efficient.training.classifier import ClassifierTrainConfig, train_classifier
 
-    values: dict[str, object] = json.loads(Path(args.config).read_text()) if args.config else {}
-    for key in ("train_images", "output_dir", "model", "batch_size", "epochs", "learning_rate",
-                "optimizer", "weights", "ema_decay", "image_size"):
-        value = getattr(args, key)
-        if value is not None:
-            values[key] = value
-    if args.freeze_backbone:
-        values["freeze_backbone"] = True
-    missing = [k for k in ("train_images", "output_dir") if k not in values]
-    if missing:
-        raise ValueError(f"train --task classify needs "
-                         f"{', '.join('--' + k.replace('_', '-') for k in missing)}.")
+    values = _settings(args, ("train_images", "output_dir", "model", "batch_size", "epochs",
+                              "learning_rate", "optimizer", "weights", "ema_decay",
+                              "image_size"))
+    _require(values, ("train_images", "output_dir"), "train --task classify")
     result = train_classifier(ClassifierTrainConfig(**values))  # type: ignore[arg-type]
     print(f"top-1 {result['metrics']['top1']:.3f}, top-5 {result['metrics']['top5']:.3f}; "
           f"weights in {values['output_dir']}")
