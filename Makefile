@@ -9,12 +9,15 @@ MODEL ?= demo
 RECIPE ?=
 WEIGHTS ?=
 
-.PHONY: install demo test test-slow lint bench export-tflite clean
+.PHONY: install demo test test-slow test-notebooks lint bench export-tflite clean
 
 $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[cpu,coco,export,dev]"
+	# Task Library metadata schema only: tflite-support's own pins (protobuf<4) clash with
+	# TF 2.21, so it is installed without dependencies (see README, "Android metadata").
+	$(PY) -m pip install --quiet --no-deps "tflite-support==0.4.4"
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the package (CPU TensorFlow) with dev tools
@@ -27,6 +30,9 @@ test: $(STAMP) ## the default (fast) test tier
 
 test-slow: $(STAMP) ## the slow tier: every variant, parity for all of B0–B7
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+test-notebooks: $(STAMP) ## execute every notebook in notebooks/ top to bottom
+	$(PY) -m pytest -q -m notebooks $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff, mypy and the import-direction contract
 	$(VENV)/bin/ruff check .
