@@ -5,10 +5,11 @@
 main subgraph: an op maps to the Edge TPU only if its type is in Coral's supported-operations
 table (:data:`SUPPORTED_OPS`), its version is one the compiler knows, every non-constant
 tensor it touches is (u)int8, statically shaped, and has no dimension > 1 outside the 3
-innermost ones. The compiler builds a single Edge TPU subgraph, in execution order: ops before
-the first mappable one (e.g. a float->int8 QUANTIZE) stay on the CPU, the subgraph runs until
-the first op that cannot be mapped, and every later op runs on the CPU ("More than one
-subgraph is not supported" in the compiler's own log).
+innermost ones. The compiler builds a single Edge TPU subgraph: ops before the first mappable
+one (e.g. a float->int8 QUANTIZE) stay on the CPU, and every op that depends, directly or
+through other ops, on an op the Edge TPU cannot run after that stays on the CPU too ("More
+than one subgraph is not supported" in the compiler's own log). Ops in other branches still
+map, as in compiled EfficientDet-Lite models whose two heads both run on the Edge TPU.
 
 ``compile_for_edgetpu`` runs the real compiler when it is installed and parses its ``-s``
 summary into the same :class:`EdgeTPUReport`.
@@ -323,8 +324,10 @@ def edgetpu_report(model: str | os.PathLike[str] | bytes | bytearray) -> EdgeTPU
     """Predict which ops of ``model`` (a path or the flatbuffer bytes) edgetpu_compiler 16 maps.
 
     Ops before the first mappable op stay on the CPU (e.g. a float->int8 QUANTIZE); the Edge
-    TPU subgraph then runs until the first op that cannot be mapped, and every later op runs
-    on the CPU: with its own reason if it could not be mapped anyway, else :data:`AFTER_CUT`.
+    TPU segment then takes every supported op that does not depend on an op the Edge TPU
+    cannot run; an op downstream of such a CPU op runs on the CPU too: with its own reason if
+    it could not be mapped anyway, else :data:`AFTER_CUT`. Branches that do not depend on the
+    CPU op (a detector's class head beside a dequantized box head) still map.
     """
     schema = _schema()
     data = _read_bytes(model)
@@ -340,20 +343,25 @@ def edgetpu_report(model: str | os.PathLike[str] | bytes | bytearray) -> EdgeTPU
 
     ops: list[OpReport] = []
     notes: list[str] = []
-    started = cut = False
+    # Tensors downstream of the Edge TPU segment, and tensors downstream of a CPU op that
+    # follows it (the cut): an op fed by a cut tensor cannot join the single segment.
+    after_tpu: set[int] = set()
+    cut: set[int] = set()
     for index in range(graph.OperatorsLength()):
         operator = graph.Operators(index)
         (name, custom), version = codes[operator.OpcodeIndex()], versions[operator.OpcodeIndex()]
-        used = [tensors[i] for i in (*_indices(operator, "Inputs"), *_indices(operator, "Outputs"))
-                if i >= 0]
+        inputs = [i for i in _indices(operator, "Inputs") if i >= 0]
+        outputs = [i for i in _indices(operator, "Outputs") if i >= 0]
+        used = [tensors[i] for i in (*inputs, *outputs)]
         reason = _failure(name, custom, version, used)
-        if reason is None and cut:
+        if reason is None and any(i in cut for i in inputs):
             reason = AFTER_CUT
         if reason is None:
-            started = True
+            after_tpu.update(outputs)
             ops.append(OpReport(index, name, True, MAPPED))
             continue
-        cut = cut or started
+        if any(i in after_tpu or i in cut for i in inputs):
+            cut.update(outputs)
         ops.append(OpReport(index, name, False, reason))
         if reason == UNSUPPORTED_RANK:
             bad = next(t for t in used if not t.constant and any(d > 1 for d in t.shape[:-3]))

@@ -52,7 +52,14 @@ def write_saved_model(model: Any, directory: str | os.PathLike[str]) -> None:
 
 def _representative(images: Iterable[np.ndarray], shape: tuple[int, ...]
                     ) -> Callable[[], Iterable[list[np.ndarray]]]:
-    samples = [np.asarray(image, dtype="float32").reshape(shape) for image in images]
+    samples = []
+    for index, image in enumerate(images):
+        array = np.asarray(image, dtype="float32")
+        if array.size != int(np.prod(shape)):
+            raise ValueError(f"Representative image {index} has shape {array.shape}; the model "
+                             f"takes {shape}. Resize the images to the model's input size "
+                             "(keras_efficient.data.representative_images does).")
+        samples.append(array.reshape(shape))
     if not samples:
         raise ValueError("The representative dataset is empty: full-integer quantization needs "
                          "sample images (e.g. keras_efficient.data.representative_images).")
@@ -73,6 +80,16 @@ def convert(model: Any, quantization: str = "float32", *,
     float activations); ``int8`` (full integer, calibrated on ``representative`` images; inputs
     of ``input_type`` uint8/int8/float32, outputs float so that consumers need no scales).
     """
+    check_options(quantization, input_type)
+    shape = static_input_shape(model)
+    with tempfile.TemporaryDirectory() as folder:
+        write_saved_model(model, folder)
+        return convert_saved_model(folder, quantization, shape=shape, name=model.name,
+                                   representative=representative, input_type=input_type)
+
+
+def check_options(quantization: str, input_type: str) -> None:
+    """Reject unknown quantization / input type combinations with a clear message."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}; received "
                          f"{quantization!r}.")
@@ -80,16 +97,32 @@ def convert(model: Any, quantization: str = "float32", *,
         raise ValueError(f"input_type must be one of {INPUT_TYPES}; received {input_type!r}.")
     if input_type != "float32" and quantization != "int8":
         raise ValueError(f"input_type={input_type!r} needs quantization='int8'.")
-    shape = static_input_shape(model)
-    with tempfile.TemporaryDirectory() as folder:
-        write_saved_model(model, folder)
-        converter = tf.lite.TFLiteConverter.from_saved_model(folder, signature_keys=["serve"])
-        _configure(converter, quantization, representative, input_type, shape)
-        try:
-            return bytes(converter.convert())
-        except Exception as error:  # the converter raises several unrelated types
-            raise ExportError(f"TFLite conversion ({quantization}) of {model.name} failed: "
-                              f"{error}") from error
+
+
+def convert_saved_model(folder: str | os.PathLike[str], quantization: str, *,
+                        shape: tuple[int, ...], name: str,
+                        representative: Iterable[np.ndarray] | None = None,
+                        input_type: str = "float32", custom_ops: bool = False) -> bytes:
+    """Convert the ``serve`` signature of a SavedModel written by this package.
+
+    ``custom_ops`` allows exactly the custom ops the graph declares (the detection
+    post-process op); TF Select (Flex) ops are never enabled.
+    """
+    check_options(quantization, input_type)
+    converter = tf.lite.TFLiteConverter.from_saved_model(os.fspath(folder),
+                                                         signature_keys=["serve"])
+    _configure(converter, quantization, representative, input_type, shape)
+    if custom_ops:
+        converter.allow_custom_ops = True
+        if quantization == "int8":
+            # The post-process tail stays float: int8 where an int8 kernel exists, float after.
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                                   tf.lite.OpsSet.TFLITE_BUILTINS]
+    try:
+        return bytes(converter.convert())
+    except Exception as error:  # the converter raises several unrelated types
+        raise ExportError(f"TFLite conversion ({quantization}) of {name} failed: "
+                          f"{error}") from error
 
 
 def _configure(converter: Any, quantization: str, representative: Any, input_type: str,

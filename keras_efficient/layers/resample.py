@@ -20,8 +20,10 @@ class NearestUpsample(keras.layers.Layer):
 
     Unlike ``UpSampling2D`` this reaches any target size (a 3x3 P7 onto a 5x5 P6, say), and
     unlike ``Resizing("nearest")`` it uses no half-pixel centres, matching the reference
-    EfficientDet. An exact 2x ratio is lowered to a reshape/broadcast (no gather), which
-    TFLite and the EdgeTPU run well.
+    EfficientDet. On the TensorFlow backend it is TensorFlow's ``ResizeNearestNeighbor`` with
+    ``half_pixel_centers=False`` (the same floor indexing), which converts to TFLite's
+    ``RESIZE_NEAREST_NEIGHBOR``: a 4-D op the EdgeTPU maps, where a gather or a 6-D
+    reshape/broadcast would leave the rest of the graph on the CPU. Other backends gather.
     """
 
     def __init__(self, height: int, width: int, **kwargs: Any) -> None:
@@ -31,11 +33,11 @@ class NearestUpsample(keras.layers.Layer):
 
     def call(self, inputs: Any) -> Any:
         in_h, in_w = int(inputs.shape[1]), int(inputs.shape[2])
-        channels = int(inputs.shape[3])
-        if self.height == 2 * in_h and self.width == 2 * in_w:
-            x = ops.reshape(inputs, (-1, in_h, 1, in_w, 1, channels))
-            x = ops.broadcast_to(x, (ops.shape(inputs)[0], in_h, 2, in_w, 2, channels))
-            return ops.reshape(x, (-1, self.height, self.width, channels))
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            return tf.compat.v1.image.resize_nearest_neighbor(
+                inputs, (self.height, self.width), align_corners=False, half_pixel_centers=False)
         x = ops.take(inputs, nearest_indices(in_h, self.height), axis=1)
         return ops.take(x, nearest_indices(in_w, self.width), axis=2)
 

@@ -1,0 +1,159 @@
+"""Detector TFLite export: the three post-processing choices, their output contract, and the
+custom op's detections against our own decoding + NMS on the same inputs."""
+
+import csv
+
+import keras
+import numpy as np
+import pytest
+
+from keras_efficient.detection.anchors import generate_anchors
+from keras_efficient.detection.box_coding import decode_boxes
+from keras_efficient.detection.postprocess import NonMaxSuppression
+from keras_efficient.export.detector_tflite import (
+    DETECTION_OUTPUTS,
+    PostprocessOptions,
+    convert_detector,
+    export_anchors,
+    write_anchors_csv,
+)
+from keras_efficient.export.edgetpu import edgetpu_report
+from keras_efficient.export.runtime import op_histogram, run
+from keras_efficient.models.efficientdet import EfficientDet
+from tests.training.conftest import tiny_spec
+
+SIZE = 64
+NUM_CLASSES = 3
+THRESHOLD = 0.05
+
+
+def interpreter_for(payload):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=payload, num_threads=2)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def fixed_head_inputs(seed=0):
+    """Logits and regressions with distinct scores, whose decoded boxes lie inside the image
+    (the op does not clip, our decoder does; inside the image both agree)."""
+    rng = np.random.default_rng(seed)
+    anchors = generate_anchors(tiny_spec().anchor_spec((SIZE, SIZE)))
+    count = anchors.shape[0]
+    regressions = rng.normal(0.0, 0.15, (count, 4)).astype("float32")
+    boxes = decode_boxes(regressions, anchors)
+    inside = np.all((boxes >= 1.0) & (boxes <= SIZE - 1.0), axis=-1)
+    logits = rng.normal(-4.0, 2.0, (count, NUM_CLASSES)).astype("float32")
+    logits[~inside] = -12.0
+    return logits, regressions
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class FixedHead(keras.layers.Layer):
+    """Stands in for a detector: fixed head outputs whatever the image."""
+
+    def __init__(self, logits, regressions, **kwargs):
+        super().__init__(**kwargs)
+        self.logits = np.asarray(logits)
+        self.regressions = np.asarray(regressions)
+
+    def call(self, image):
+        zero = keras.ops.mean(image) * 0.0
+        return {"class_logits": keras.ops.convert_to_tensor(self.logits)[None] + zero,
+                "box_regression": keras.ops.convert_to_tensor(self.regressions)[None] + zero}
+
+
+@pytest.fixture(scope="module")
+def fixed_detector():
+    logits, regressions = fixed_head_inputs()
+    image = keras.Input((SIZE, SIZE, 3), batch_size=1)
+    model = keras.Model(image, FixedHead(logits, regressions)(image), name="fixed")
+    return model, logits, regressions
+
+
+@pytest.fixture(scope="module")
+def tiny_detector():
+    return EfficientDet(tiny_spec(), num_classes=NUM_CLASSES)
+
+
+def our_detections(logits, regressions, max_detections=100):
+    nms = NonMaxSuppression.from_anchor_spec(
+        tiny_spec().anchor_spec((SIZE, SIZE)), max_detections=max_detections,
+        pre_nms_top_k=None, score_threshold=THRESHOLD, iou_threshold=0.5, class_aware=False)
+    boxes, scores, classes, count = (np.asarray(v) for v in nms(logits[None], regressions[None]))
+    return boxes[0] / SIZE, scores[0], classes[0], int(count[0])
+
+
+@pytest.mark.parametrize("postprocess", ["custom_op", "builtin_nms"])
+def test_postprocess_equals_our_decoding_and_nms(fixed_detector, postprocess):
+    model, logits, regressions = fixed_detector
+    payload = convert_detector(model, tiny_spec(), "float32",
+                               options=PostprocessOptions(postprocess, score_threshold=THRESHOLD))
+    interpreter = interpreter_for(payload)
+    names = [d["name"] for d in interpreter.get_output_details()]
+    assert names == list(DETECTION_OUTPUTS)
+    boxes, classes, scores, count = run(interpreter, np.zeros((1, SIZE, SIZE, 3), "float32"))
+    want_boxes, want_scores, want_classes, want_count = our_detections(logits, regressions)
+    assert want_count > 10
+    assert int(count[0]) == want_count
+    np.testing.assert_allclose(scores[0, :want_count], want_scores[:want_count], atol=1e-5)
+    np.testing.assert_array_equal(classes[0, :want_count].astype(int),
+                                  want_classes[:want_count])
+    np.testing.assert_allclose(boxes[0, :want_count], want_boxes[:want_count], atol=1e-5)
+    ops = op_histogram(interpreter)
+    assert ("TFLite_Detection_PostProcess" in ops) == (postprocess == "custom_op")
+    assert not any(op.startswith("Flex") for op in ops)
+
+
+def test_raw_export_and_anchors_file_decode_like_keras(fixed_detector, tmp_path):
+    model, logits, regressions = fixed_detector
+    payload = convert_detector(model, tiny_spec(), options=PostprocessOptions("none"))
+    interpreter = interpreter_for(payload)
+    assert [d["name"] for d in interpreter.get_output_details()] == ["box_encodings",
+                                                                      "class_scores"]
+    encodings, scores = run(interpreter, np.zeros((1, SIZE, SIZE, 3), "float32"))
+    np.testing.assert_allclose(scores[0], 1 / (1 + np.exp(-logits)), atol=1e-6)
+    path = write_anchors_csv(tiny_spec(), (SIZE, SIZE), tmp_path / "anchors.csv")
+    with open(path) as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["yc", "xc", "h", "w"]
+    anchors = np.asarray(rows[1:], dtype="float32")
+    np.testing.assert_allclose(anchors, export_anchors(tiny_spec(), (SIZE, SIZE)), atol=1e-6)
+    yc = encodings[0, :, 0] * anchors[:, 2] + anchors[:, 0]
+    h = np.exp(encodings[0, :, 2]) * anchors[:, 2]
+    corner = decode_boxes(regressions, generate_anchors(tiny_spec().anchor_spec((SIZE, SIZE))))
+    np.testing.assert_allclose((yc - h / 2) * SIZE, corner[:, 0], atol=1e-3)
+
+
+def test_int8_detector_is_integer_up_to_the_postprocess_tail(tiny_detector):
+    images = [np.random.default_rng(i).uniform(0, 255, (1, SIZE, SIZE, 3)).astype("float32")
+              for i in range(4)]
+    payload = convert_detector(tiny_detector, tiny_spec(), "int8", representative=images,
+                               input_type="uint8")
+    interpreter = interpreter_for(payload)
+    assert interpreter.get_input_details()[0]["dtype"] == np.uint8
+    assert [d["name"] for d in interpreter.get_output_details()] == list(DETECTION_OUTPUTS)
+    for detail in interpreter.get_tensor_details():
+        assert all(int(d) > 0 for d in detail["shape_signature"]) or not len(
+            detail["shape_signature"]), detail["name"]
+    report = edgetpu_report(payload)
+    on_cpu = [(op.op, op.reason) for op in report.ops if not op.mapped]
+    assert [op for op, _ in on_cpu] == ["DEQUANTIZE", "DEQUANTIZE", "CUSTOM"], report.table()
+    ops = op_histogram(interpreter)
+    assert "TILE" not in ops and "GATHER" not in ops and "BROADCAST_TO" not in ops
+    boxes, _classes, _scores, count = run(interpreter, images[0])
+    assert boxes.shape == (1, 100, 4) and 0 <= int(count[0]) <= 100
+
+
+def test_bad_detector_exports(tiny_detector):
+    with pytest.raises(ValueError, match="postprocess must be one of"):
+        PostprocessOptions("soft_nms")
+    with pytest.raises(ValueError, match="iou_threshold"):
+        PostprocessOptions(iou_threshold=0.0)
+    classifier_like = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Flatten()])
+    with pytest.raises(ValueError, match="not a raw EfficientDet"):
+        convert_detector(classifier_like, tiny_spec())
+    with pytest.raises(ValueError, match="Representative image 0 has shape"):
+        convert_detector(tiny_detector, tiny_spec(), "int8",
+                         representative=[np.zeros((1, 32, 32, 3), "float32")])
