@@ -1,4 +1,5 @@
-"""The ``keras-efficient`` command line: list, summary, classify, demo, train, eval, export."""
+"""The ``keras-efficient`` command line: list, summary, classify, demo, train, eval, export,
+bench."""
 
 from __future__ import annotations
 
@@ -189,58 +190,66 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    """Export a model with a recipe: TFLite formats verified in LiteRT, plus a manifest."""
-    import tempfile
-
-    from keras_efficient.data.representative import representative_images
-    from keras_efficient.data.synthetic import make_detection_dataset
-    from keras_efficient.export.pipeline import export_model
-    from keras_efficient.export.recipes import RECIPE_DIR, load_recipe
-    from keras_efficient.models import get_model
-    from keras_efficient.models.efficientdet import EfficientDet
-    from keras_efficient.training.fit import DetectorTrainConfig
+def _export_job(args: argparse.Namespace, count: int) -> object:
+    """The export job the flags describe (see ``keras_efficient.export.jobs``)."""
+    from keras_efficient.export import jobs
 
     trained = Path(args.train_dir) / "train_config.json"
     if args.model == "demo" and trained.exists():
-        config = DetectorTrainConfig.from_json(trained)
-        spec = config.spec()
-        weights = str(Path(args.train_dir) / "detector.weights.h5")
-        labels = (Path(args.train_dir) / "labels.txt").read_text().split()
-        model = EfficientDet(spec, num_classes=len(labels), weights=weights, name="demo_detector")
-        source: object = config.train_json
-        origin = weights
-        print(f"exporting the demo's trained detector ({weights})")
-    elif args.model == "demo":
-        spec_name = "efficientdet-lite0"
-        model = get_model(spec_name, num_classes=3)
-        origin = "random"
-        folder = Path(tempfile.mkdtemp(prefix="keras_efficient_export_"))
-        source = make_detection_dataset(folder / "data", num_train=16, num_val=1,
-                                        image_size=(320, 320))
+        print(f"exporting the demo's trained detector ({args.train_dir})")
+        return jobs.trained_detector_job(args.train_dir, count=count, eval_json=args.eval_json)
+    if args.model == "demo":
         print(f"no trained demo model in {args.train_dir} (run `make demo` first): exporting a "
               "freshly built EfficientDet-Lite0 with RANDOM weights, calibrated on synthetic "
               "images")
-    else:
-        chosen = None if args.weights in (None, "none") else str(args.weights)
-        model = get_model(args.model, weights=chosen)
-        origin = chosen or "random"
-        if args.representative is None:
-            raise ValueError("--representative (an image folder or COCO json) is needed to "
-                             "calibrate and verify the export.")
-        source = args.representative
-        print(f"exporting {model.name} with weights: {origin}")
-    recipe_name = args.recipe or ("server" if origin == "random" else "android-int8")
-    recipe = load_recipe(recipe_name)
-    size = (int(model.input_shape[1]), int(model.input_shape[2]))
-    images = list(representative_images(source, size, count=recipe.representative_count))
-    output = Path(args.output or RECIPE_DIR / f"{model.name}-{recipe.name}")
-    manifest = export_model(model, recipe, output, representative=images,
-                            weights_origin=origin)
+        return jobs.fresh_detector_job(count=min(count, 16))
+    if args.representative is None:
+        raise ValueError("--representative (an image folder or COCO json) is needed to "
+                         "calibrate and verify the export.")
+    weights = None if args.weights in (None, "none") else str(args.weights)
+    print(f"exporting {args.model} with weights: {weights or 'random'}")
+    return jobs.variant_job(args.model, weights=weights, representative=args.representative,
+                            count=count, eval_json=args.eval_json)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a model with a recipe: every format verified in LiteRT, plus a manifest."""
+    from keras_efficient.export.pipeline import ExportJob, export_model
+    from keras_efficient.export.recipes import RECIPE_DIR, load_recipe
+
+    recipe = load_recipe(args.recipe) if args.recipe else None
+    job = _export_job(args, recipe.representative_count if recipe else 100)
+    assert isinstance(job, ExportJob)
+    if recipe is None:
+        recipe = load_recipe("server" if job.weights_origin == "random" else "android-int8")
+    output = Path(args.output or RECIPE_DIR / f"{job.model.name}-{recipe.name}")
+    manifest = export_model(job.model, recipe, output, representative=job.representative,
+                            weights_origin=job.weights_origin, spec=job.spec,
+                            labels=job.labels, category_ids=job.category_ids,
+                            held_out=job.held_out)
+    from keras_efficient.export.bench import format_table
+
+    print(format_table(manifest["artifacts"]))
     for artifact in manifest["artifacts"]:
-        accuracy = ", ".join(f"{k} {v:.4g}" for k, v in artifact["accuracy"].items())
-        print(f"  {artifact['file']}: {artifact['bytes'] / 1e6:.2f} MB, "
-              f"{artifact['latency_ms']['2_threads']:.1f} ms (2 threads), {accuracy}")
+        if "edgetpu" in artifact:
+            print((output / f"{Path(artifact['file']).stem}_edgetpu_report.txt").read_text())
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Every format of one model side by side: latency, size, accuracy; a PNG plot."""
+    import tempfile
+
+    from keras_efficient.export.bench import benchmark, format_table, plot
+    from keras_efficient.export.pipeline import ExportJob
+
+    job = _export_job(args, args.images)
+    assert isinstance(job, ExportJob)
+    output = Path(args.output or tempfile.mkdtemp(prefix="keras_efficient_bench_")) / "formats"
+    rows = benchmark(job, output, runs=args.runs)
+    print(format_table(rows))
+    png = plot(rows, output / "bench.png", f"{job.model.name} ({job.weights_origin})")
+    print(f"plot: {png}\nartifacts and manifest: {output}")
     return 0
 
 
@@ -313,17 +322,28 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", help="write the metrics as JSON here")
     evaluate.set_defaults(func=cmd_eval)
 
-    export = sub.add_parser("export", help="export to TFLite with a recipe (export/*.json)")
-    export.add_argument("--model", default="demo",
-                        help="'demo' (the demo's trained detector) or a variant name")
-    export.add_argument("--weights", help="weights file for a named variant (default random)")
+    export = sub.add_parser("export", help="export with a recipe (export/*.json)")
+    bench = sub.add_parser("bench", help="one model in every format: latency, size, accuracy")
+    for command in (export, bench):
+        command.add_argument("--model", default="demo",
+                             help="'demo' (the demo's trained detector) or a variant name")
+        command.add_argument("--weights", help="weights file for a named variant (default "
+                             "random)")
+        command.add_argument("--train-dir", dest="train_dir", default="runs/demo/train",
+                             help="where the demo's trained detector is (for --model demo)")
+        command.add_argument("--representative",
+                             help="image folder or COCO json for calibration")
+        command.add_argument("--eval-json", dest="eval_json",
+                             help="COCO json of a held-out set for the detector AP check")
     export.add_argument("--recipe", help="recipe name in export/ or a JSON path (default "
                         "android-int8 with trained weights, server without)")
-    export.add_argument("--train-dir", dest="train_dir", default="runs/demo/train",
-                        help="where the demo's trained detector is (for --model demo)")
-    export.add_argument("--representative", help="image folder or COCO json for calibration")
     export.add_argument("--output", help="output folder (default export/<model>-<recipe>)")
     export.set_defaults(func=cmd_export)
+    bench.add_argument("--output", help="folder for the artifacts and bench.png (default: a "
+                       "temporary folder)")
+    bench.add_argument("--runs", type=int, default=20, help="timed runs per format")
+    bench.add_argument("--images", type=int, default=32, help="calibration images")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

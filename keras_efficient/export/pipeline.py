@@ -1,29 +1,81 @@
-"""Run a recipe: convert every format, verify each in LiteRT against Keras, write a manifest.
+"""Run a recipe: produce every format, verify each against Keras, write a manifest.
 
 All artifacts are written into a hidden staging folder that is renamed to the output folder
 only when every step succeeded, so a failed export leaves nothing behind and its error names
-the step that failed.
+the step that failed. Per artifact the manifest records the file, size, sha256, input/output
+specs, op histogram, tensor types, accuracy against Keras (max |Δ| and top-1 agreement for
+classifiers, COCO AP against the Keras model for detectors), LiteRT latency at 1 and 2 threads,
+the EdgeTPU report (int8) and whether Task Library metadata was written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
 import shutil
-import statistics
 import tempfile
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from keras_efficient.configs.efficientdet import EfficientDetSpec
+from keras_efficient.export.detector_tflite import convert_detector
+from keras_efficient.export.edgetpu import (
+    INSTALL_HINT,
+    compile_for_edgetpu,
+    edgetpu_report,
+    find_compiler,
+)
 from keras_efficient.export.files import sha256_of, write_bytes_atomic
 from keras_efficient.export.recipes import Recipe
-from keras_efficient.export.runtime import load_interpreter, op_histogram, run, tensor_types
+from keras_efficient.export.runtime import load_interpreter, op_histogram, tensor_types
 from keras_efficient.export.tflite import ExportError, convert
+from keras_efficient.export.verify import (
+    HeldOutSet,
+    compare_outputs,
+    detection_ap,
+    keras_detector_predict_fn,
+    latency_ms,
+    median_ms,
+    tflite_detector_predict_fn,
+)
+
+# Our models normalise pixels in-graph: the Task Library must feed raw [0, 255] pixels.
+RAW_PIXELS_MEAN = (0.0,)
+RAW_PIXELS_STD = (1.0,)
+
+
+@dataclasses.dataclass
+class ExportJob:
+    """What is exported: the model and what the checks and the metadata need to know.
+
+    ``spec`` marks a raw EfficientDet (``None`` for classifiers). ``labels`` name the classes
+    (metadata, ``labels.txt``); ``category_ids`` are the dataset's ids of those classes (the
+    SavedModel returns them); ``held_out`` is the COCO-format set for the detector AP check.
+    """
+
+    model: Any
+    representative: Sequence[np.ndarray]
+    weights_origin: str = "unknown"
+    spec: EfficientDetSpec | None = None
+    labels: Sequence[str] | None = None
+    category_ids: Sequence[int] | None = None
+    held_out: HeldOutSet | None = None
+
+    @property
+    def is_detector(self) -> bool:
+        return self.spec is not None
+
+    def class_names(self) -> list[str]:
+        if self.labels is not None:
+            return list(self.labels)
+        output = self.model.output
+        count = int((output["class_logits"] if isinstance(output, dict) else output).shape[-1])
+        return [f"class_{i}" for i in range(count)]
 
 
 def _versions() -> dict[str, str]:
@@ -33,10 +85,10 @@ def _versions() -> dict[str, str]:
     versions = {"python": platform.python_version(), "tensorflow": tf.__version__,
                 "keras": keras.__version__}
     try:
-        import ai_edge_litert
+        from importlib.metadata import version
 
-        versions["ai_edge_litert"] = getattr(ai_edge_litert, "__version__", "installed")
-    except ImportError:
+        versions["ai_edge_litert"] = version("ai-edge-litert")
+    except Exception:  # not installed: the runtime falls back to tf.lite
         versions["ai_edge_litert"] = "not installed"
     return versions
 
@@ -48,48 +100,162 @@ def _io_specs(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for d in details]
 
 
-def _latency_ms(path: Path, image: np.ndarray, threads: int, runs: int) -> float:
-    interpreter = load_interpreter(path, num_threads=threads)
-    run(interpreter, image)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run(interpreter, image)
-        times.append((time.perf_counter() - start) * 1000)
-    return round(statistics.median(times), 3)
+class _Export:
+    """One run of :func:`export_model` (state shared by its steps)."""
 
+    def __init__(self, job: ExportJob, recipe: Recipe, staging: Path, log: Callable[..., Any]):
+        self.job, self.recipe, self.staging, self.log = job, recipe, staging, log
+        self.samples = list(job.representative)[: recipe.representative_count]
+        self.options = recipe.postprocess_options()
+        self.name = job.model.name
+        self.reference_ap: dict[str, float] | None = None
 
-def _compare(model: Any, path: Path, images: Sequence[np.ndarray]) -> dict[str, float]:
-    """max |Δ| per output, and top-1 agreement for single-output classifiers."""
-    interpreter = load_interpreter(path)
-    deltas: list[float] = []
-    agree: list[bool] = []
-    for image in images:
-        expected = model.predict(image, verbose=0)
-        expected_list = ([expected[k] for k in sorted(expected)] if isinstance(expected, dict)
-                         else [expected])
-        got = run(interpreter, image)
-        by_shape = {tuple(o.shape): o for o in got}
-        for want in expected_list:
-            have = by_shape.get(tuple(want.shape))
-            if have is None:
-                raise ExportError(f"verify: no TFLite output of shape {want.shape} in {path.name}")
-            deltas.append(float(np.max(np.abs(have - want))))
-            if want.ndim == 2:
-                agree.append(int(np.argmax(have)) == int(np.argmax(want)))
-    result = {"max_abs_delta": max(deltas)}
-    if agree:
-        result["top1_agreement"] = float(np.mean(agree))
-    return result
+    def tflite(self, quantization: str) -> dict[str, Any]:
+        job, recipe = self.job, self.recipe
+        input_type = recipe.input_type if quantization == "int8" else "float32"
+        step = "convert"
+        try:
+            if job.spec is not None:
+                payload = convert_detector(job.model, job.spec, quantization,
+                                           options=self.options, representative=self.samples,
+                                           input_type=input_type)
+            else:
+                payload = convert(job.model, quantization, representative=self.samples,
+                                  input_type=input_type)
+            step = "metadata"
+            metadata = self.metadata_applies()
+            if metadata:
+                payload = self.with_metadata(payload)
+            path = write_bytes_atomic(self.staging / f"{self.name}_{quantization}.tflite",
+                                      payload)
+            step = "verify in LiteRT"
+            interpreter = load_interpreter(path)
+            entry: dict[str, Any] = {
+                "format": f"tflite-{quantization}", "file": path.name,
+                "bytes": path.stat().st_size, "sha256": sha256_of(path),
+                "inputs": _io_specs(interpreter.get_input_details()),
+                "outputs": _io_specs(interpreter.get_output_details()),
+                "ops": op_histogram(interpreter), "tensor_types": tensor_types(interpreter),
+                "metadata": metadata, "accuracy": self.accuracy(path),
+            }
+            step = "latency"
+            entry["latency_ms"] = {f"{t}_threads": latency_ms(path, self.samples[0], t,
+                                                              recipe.latency_runs)
+                                   for t in (1, 2)}
+            if quantization == "int8" and recipe.edgetpu:
+                step = "EdgeTPU"
+                entry["edgetpu"] = self.edgetpu(path)
+        except Exception as error:
+            raise ExportError(f"Export step '{quantization}: {step}' failed for {self.name}: "
+                              f"{error}") from error
+        return entry
+
+    def metadata_applies(self) -> bool:
+        return self.recipe.metadata and (not self.job.is_detector
+                                         or self.options.postprocess != "none")
+
+    def with_metadata(self, payload: bytes) -> bytes:
+        from keras_efficient.export import metadata
+
+        writer = (metadata.write_detector_metadata if self.job.is_detector
+                  else metadata.write_classifier_metadata)
+        return writer(payload, labels=self.job.class_names(), mean=RAW_PIXELS_MEAN,
+                      std=RAW_PIXELS_STD, name=self.name,
+                      description=f"{self.name} exported by keras_efficient "
+                                  f"(weights: {self.job.weights_origin})")
+
+    def accuracy(self, path: Path) -> dict[str, Any]:
+        job = self.job
+        if job.spec is None:
+            return compare_outputs(job.model, path, self.samples[:8])
+        if job.held_out is None:
+            return {"note": "no held-out set given: detection AP not measured"}
+        if self.reference_ap is None:
+            self.log(f"  COCO AP of the Keras model on {job.held_out.max_images} held-out images")
+            self.reference_ap = detection_ap(
+                keras_detector_predict_fn(job.model, job.spec, self.options), job.held_out)
+        got = detection_ap(tflite_detector_predict_fn(path, job.spec, self.options),
+                           job.held_out)
+        return {"keras": self.reference_ap, "tflite": got,
+                "AP_delta": round(got["AP"] - self.reference_ap["AP"], 5),
+                "AP50_delta": round(got["AP50"] - self.reference_ap["AP50"], 5)}
+
+    def edgetpu(self, path: Path) -> dict[str, Any]:
+        report = edgetpu_report(path)
+        (self.staging / f"{path.stem}_edgetpu_report.txt").write_text(report.table() + "\n")
+        result: dict[str, Any] = {"offline": report.summary()}
+        if find_compiler() is None:
+            self.log(f"  edgetpu_compiler not found; offline report only. {INSTALL_HINT}")
+            result["compiled"] = None
+            return result
+        compiled, compiled_report = compile_for_edgetpu(path, self.staging)
+        result["compiled"] = {"file": compiled.name, "bytes": compiled.stat().st_size,
+                              "sha256": sha256_of(compiled),
+                              "report": compiled_report.summary()}
+        return result
+
+    def saved_model(self) -> dict[str, Any]:
+        import tensorflow as tf
+
+        from keras_efficient.export.saved_model import (
+            export_classifier_saved_model,
+            export_detector_saved_model,
+        )
+
+        job = self.job
+        folder = self.staging / f"{self.name}_saved_model"
+        step = "write"
+        try:
+            if job.spec is not None:
+                export_detector_saved_model(job.model, job.spec, folder,
+                                            category_ids=job.category_ids,
+                                            max_detections=self.options.max_detections,
+                                            score_threshold=self.options.score_threshold,
+                                            iou_threshold=self.options.iou_threshold)
+            else:
+                export_classifier_saved_model(job.model, folder, labels=job.labels)
+            step = "verify"
+            raw = tf.saved_model.load(str(folder)).signatures["raw"]
+            deltas = []
+            for image in self.samples[:4]:
+                got = {k: v.numpy() for k, v in raw(images=tf.constant(image)).items()}
+                want = job.model.predict(image, verbose=0)
+                want = want if isinstance(want, dict) else {"predictions": want}
+                deltas += [float(np.max(np.abs(got[k] - want[k]))) for k in want]
+            step = "latency"
+            pixels = tf.constant(np.clip(self.samples[0], 0, 255).astype("uint8"))
+            serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
+            serve(images=pixels)
+            latency = median_ms(lambda: serve(images=pixels), self.recipe.latency_runs)
+        except Exception as error:
+            raise ExportError(f"Export step 'saved_model: {step}' failed for {self.name}: "
+                              f"{error}") from error
+        files = [p for p in folder.rglob("*") if p.is_file()]
+        return {"format": "saved_model", "file": folder.name,
+                "bytes": sum(p.stat().st_size for p in files),
+                "sha256": sha256_of(folder / "saved_model.pb"),
+                "signatures": ["serving_default", "serving_image_bytes", "raw"],
+                "accuracy": {"raw_max_abs_delta": max(deltas)},
+                "latency_ms": {"serving_default": latency}}
 
 
 def export_model(model: Any, recipe: Recipe, output_dir: str | os.PathLike[str], *,
                  representative: Sequence[np.ndarray] = (), weights_origin: str = "unknown",
+                 spec: EfficientDetSpec | None = None, labels: Sequence[str] | None = None,
+                 category_ids: Sequence[int] | None = None, held_out: HeldOutSet | None = None,
                  log: Any = print) -> dict[str, Any]:
     """Produce every format of ``recipe`` for ``model`` in ``output_dir``; return the manifest.
 
     ``representative``: ``[1, H, W, 3]`` float images in [0, 255], preprocessed as at inference;
-    used to calibrate int8 and to verify every artifact against the Keras model.
+    they calibrate int8 and check classifiers. Pass ``spec`` for a raw EfficientDet (then the
+    recipe's post-processing applies and ``held_out`` enables the AP check). ``labels`` name
+    the classes in ``labels.txt`` and the Task Library metadata.
+
+    Example::
+
+        manifest = export_model(detector, load_recipe("android-int8"), "export/lite0",
+                                representative=images, spec=spec, labels=names,
+                                held_out=HeldOutSet("val.json", "val/", category_ids))
     """
     out = Path(output_dir)
     if out.exists():
@@ -100,43 +266,30 @@ def export_model(model: Any, recipe: Recipe, output_dir: str | os.PathLike[str],
     if recipe.requires_trained_weights and weights_origin in ("none", "random"):
         raise ValueError(f"Recipe {recipe.name!r} needs trained weights (int8 calibration and "
                          "accuracy checks are meaningless on random weights); pass --weights.")
-    samples = list(representative)[: recipe.representative_count]
-    if not samples:
+    if not list(representative):
         raise ValueError("The representative dataset is empty: export needs sample images to "
                          "calibrate and verify (e.g. keras_efficient.data.representative_images).")
+    job = ExportJob(model, representative, weights_origin, spec, labels, category_ids, held_out)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     manifest: dict[str, Any] = {"model": model.name, "weights": weights_origin,
-                                "recipe": recipe.name, "versions": _versions(), "artifacts": []}
+                                "recipe": {**dataclasses.asdict(recipe),
+                                           "formats": list(recipe.formats)},
+                                "versions": _versions(),
+                                "task": "detection" if job.is_detector else "classification",
+                                "artifacts": []}
     try:
-        for quantization in recipe.formats:
-            step = f"{quantization}: convert"
-            try:
-                log(f"export {model.name} -> {quantization}")
-                payload = convert(model, quantization, representative=samples,
-                                  input_type=recipe.input_type if quantization == "int8"
-                                  else "float32")
-                path = write_bytes_atomic(staging / f"{model.name}_{quantization}.tflite",
-                                          payload)
-                step = f"{quantization}: verify in LiteRT"
-                interpreter = load_interpreter(path)
-                entry = {
-                    "format": f"tflite-{quantization}", "file": path.name,
-                    "bytes": path.stat().st_size, "sha256": sha256_of(path),
-                    "inputs": _io_specs(interpreter.get_input_details()),
-                    "outputs": _io_specs(interpreter.get_output_details()),
-                    "ops": op_histogram(interpreter), "tensor_types": tensor_types(interpreter),
-                    "accuracy": _compare(model, path, samples[:8]),
-                }
-                step = f"{quantization}: latency"
-                entry["latency_ms"] = {f"{t}_threads": _latency_ms(path, samples[0], t,
-                                                                    recipe.latency_runs)
-                                       for t in (1, 2)}
-                manifest["artifacts"].append(entry)
-            except Exception as error:
-                raise ExportError(f"Export step '{step}' failed for {model.name}: {error}"
-                                  ) from error
-        write_bytes_atomic(staging / "manifest.json",
-                           json.dumps(manifest, indent=2).encode())
+        run = _Export(job, recipe, staging, log)
+        (staging / "labels.txt").write_text("\n".join(job.class_names()) + "\n")
+        if job.is_detector and recipe.postprocess == "none" and job.spec is not None:
+            from keras_efficient.export.detector_tflite import write_anchors_csv
+
+            size = (int(model.input_shape[1]), int(model.input_shape[2]))
+            write_anchors_csv(job.spec, size, staging / "anchors.csv")
+        for fmt in recipe.formats:
+            log(f"export {model.name} -> {fmt}")
+            entry = run.saved_model() if fmt == "saved_model" else run.tflite(fmt)
+            manifest["artifacts"].append(entry)
+        write_bytes_atomic(staging / "manifest.json", json.dumps(manifest, indent=2).encode())
         os.replace(staging, out)
     finally:
         if staging.exists():

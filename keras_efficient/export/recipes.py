@@ -3,7 +3,15 @@
 A recipe names the formats to produce and their settings, e.g. ``export/android-int8.json``::
 
     {"description": "...", "formats": ["int8"], "input_type": "uint8",
-     "representative_count": 100, "requires_trained_weights": true}
+     "representative_count": 100, "requires_trained_weights": true,
+     "postprocess": "custom_op", "metadata": true, "edgetpu": false}
+
+``formats``: any of ``saved_model``, ``float32``, ``float16``, ``dynamic``, ``int8``.
+Detector-only keys: ``postprocess`` (``custom_op``, ``builtin_nms`` or ``none``),
+``score_threshold``, ``iou_threshold``, ``max_detections``, ``pre_nms_top_k`` and
+``eval_images`` (held-out images for the AP check). ``metadata`` writes Android Task Library
+metadata into every ``.tflite``; ``edgetpu`` adds the EdgeTPU report to int8 exports and
+compiles them when ``edgetpu_compiler`` is installed.
 """
 
 from __future__ import annotations
@@ -14,7 +22,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from keras_efficient.export.detector_tflite import PostprocessOptions
 from keras_efficient.export.tflite import INPUT_TYPES, QUANTIZATIONS
+
+FORMATS = ("saved_model", *QUANTIZATIONS)
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "export"
 
@@ -30,14 +41,40 @@ class Recipe:
     representative_count: int = 100
     requires_trained_weights: bool = False
     latency_runs: int = 10
+    postprocess: str = "custom_op"
+    score_threshold: float = 0.05
+    iou_threshold: float = 0.5
+    max_detections: int = 100
+    pre_nms_top_k: int = 1000
+    eval_images: int = 50
+    metadata: bool = True
+    edgetpu: bool = False
 
     def __post_init__(self) -> None:
-        unknown = [f for f in self.formats if f not in QUANTIZATIONS]
+        unknown = [f for f in self.formats if f not in FORMATS]
         if not self.formats or unknown:
             raise ValueError(f"Recipe {self.name!r}: formats must be a non-empty list drawn from "
-                             f"{QUANTIZATIONS}; unknown: {unknown}.")
+                             f"{FORMATS}; unknown: {unknown}.")
         if self.input_type not in INPUT_TYPES:
             raise ValueError(f"Recipe {self.name!r}: input_type must be one of {INPUT_TYPES}.")
+        if self.metadata and self.input_type == "int8":
+            raise ValueError(f"Recipe {self.name!r}: Task Library metadata needs uint8 or float32 "
+                             "input (the Task Library feeds no int8 images); set input_type to "
+                             "uint8 or metadata to false.")
+        if self.edgetpu and "int8" not in self.formats:
+            raise ValueError(f"Recipe {self.name!r}: edgetpu needs the int8 format.")
+        try:
+            self.postprocess_options()
+        except ValueError as error:
+            raise ValueError(f"Recipe {self.name!r}: {error}") from error
+
+    def postprocess_options(self) -> PostprocessOptions:
+        """The detector post-processing this recipe asks for."""
+        return PostprocessOptions(postprocess=self.postprocess,
+                                  max_detections=self.max_detections,
+                                  score_threshold=self.score_threshold,
+                                  iou_threshold=self.iou_threshold,
+                                  pre_nms_top_k=self.pre_nms_top_k)
 
 
 def available_recipes(directory: Path = RECIPE_DIR) -> list[str]:

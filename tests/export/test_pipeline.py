@@ -86,3 +86,78 @@ def test_export_input_errors(classifier, tmp_path):
         export_model(classifier, trained_only, tmp_path / "b", representative=samples(1),
                      weights_origin="random")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists"]
+
+
+# --------------------------------------------------------------------------- detectors
+
+
+@pytest.fixture(scope="module")
+def detector_export(tmp_path_factory):
+    from keras_efficient.data.representative import representative_images
+    from keras_efficient.data.synthetic import make_detection_dataset
+    from keras_efficient.export.verify import HeldOutSet
+    from keras_efficient.models.efficientdet import EfficientDet
+    from tests.training.conftest import tiny_spec
+
+    root = tmp_path_factory.mktemp("detector_export")
+    data = make_detection_dataset(root / "data", num_train=4, num_val=3, image_size=(80, 96),
+                                  max_objects=2, seed=5)
+    val = data.coco("val")
+    detector = EfficientDet(tiny_spec(), num_classes=val.num_classes, name="tinydet")
+    images = list(representative_images(data.val_json, (64, 64), count=3))
+    recipe = Recipe(name="t", formats=("saved_model", "float32", "int8"), input_type="uint8",
+                    latency_runs=2, score_threshold=0.0, edgetpu=True, eval_images=3)
+    held_out = HeldOutSet(data.val_json, data.val_images_dir, val.category_ids, max_images=3)
+    manifest = export_model(detector, recipe, root / "out", representative=images,
+                            weights_origin="random", spec=tiny_spec(),
+                            labels=val.class_names, category_ids=val.category_ids,
+                            held_out=held_out, log=lambda *_: None)
+    return root / "out", manifest, val
+
+
+def test_detector_export_manifest_ap_metadata_and_edgetpu(detector_export):
+    from keras_efficient.export.metadata import read_metadata
+
+    out, manifest, val = detector_export
+    assert manifest["task"] == "detection"
+    saved, float32, int8 = manifest["artifacts"]
+    assert saved["format"] == "saved_model" and saved["accuracy"]["raw_max_abs_delta"] < 1e-3
+    assert (out / saved["file"] / "saved_model.pb").is_file()
+    for artifact in (float32, int8):
+        accuracy = artifact["accuracy"]
+        assert set(accuracy) == {"keras", "tflite", "AP_delta", "AP50_delta"}
+        assert accuracy["AP_delta"] == pytest.approx(
+            accuracy["tflite"]["AP"] - accuracy["keras"]["AP"], abs=1e-4)
+        assert [o["name"] for o in artifact["outputs"]] == [
+            "detection_boxes", "detection_classes", "detection_scores", "num_detections"]
+        info = read_metadata(out / artifact["file"])
+        assert list(info.labels) == list(val.class_names)
+        assert list(info.output_roles) == ["location", "category", "score", "number of detections"]
+    assert abs(float32["accuracy"]["AP_delta"]) < 1e-3  # float conversion costs nothing
+    offline = int8["edgetpu"]["offline"]
+    assert offline["first_cpu_op"]["op"] == "DEQUANTIZE"
+    assert {row["op"] for row in offline["rows"] if row["status"] != "Mapped to Edge TPU"} == {
+        "DEQUANTIZE", "CUSTOM"}
+    assert (out / "tinydet_int8_edgetpu_report.txt").read_text().startswith("Number of")
+    assert (out / "labels.txt").read_text().split() == list(val.class_names)
+
+
+def test_detector_export_without_held_out_set_says_so(tmp_path):
+    from keras_efficient.models.efficientdet import EfficientDet
+    from tests.training.conftest import tiny_spec
+
+    recipe = Recipe(name="t", formats=("float32",), latency_runs=1, postprocess="none",
+                    metadata=False)
+    manifest = export_model(EfficientDet(tiny_spec(), num_classes=2), recipe, tmp_path / "o",
+                            representative=samples(1), spec=tiny_spec(), log=lambda *_: None)
+    assert "not measured" in manifest["artifacts"][0]["accuracy"]["note"]
+    assert (tmp_path / "o" / "anchors.csv").read_text().startswith("yc,xc,h,w")
+
+
+def test_recipe_detector_settings_are_checked():
+    with pytest.raises(ValueError, match="Recipe 'x': postprocess must be one of"):
+        Recipe(name="x", formats=("int8",), postprocess="fancy")
+    with pytest.raises(ValueError, match="edgetpu needs the int8 format"):
+        Recipe(name="x", formats=("float32",), edgetpu=True)
+    with pytest.raises(ValueError, match="metadata needs uint8 or float32"):
+        Recipe(name="x", formats=("int8",), input_type="int8")

@@ -1,0 +1,103 @@
+"""What to export: a trained detector from a training folder, a named variant, or a fresh one.
+
+Each function returns an :class:`~keras_efficient.export.pipeline.ExportJob` with the model,
+its representative images and, for detectors, the spec, labels, category ids and a held-out
+COCO-format set for the AP check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from keras_efficient.configs.efficientdet import get_efficientdet_spec
+from keras_efficient.data.coco import CocoDataset
+from keras_efficient.data.representative import representative_images
+from keras_efficient.data.synthetic import make_detection_dataset
+from keras_efficient.export.pipeline import ExportJob
+from keras_efficient.export.verify import HeldOutSet
+from keras_efficient.models.efficientdet import EfficientDet
+from keras_efficient.models.variants import get_model
+from keras_efficient.training.fit import DetectorTrainConfig
+
+
+def _size(model: Any) -> tuple[int, int]:
+    return int(model.input_shape[1]), int(model.input_shape[2])
+
+
+def _held_out(annotations: str | os.PathLike[str], max_images: int) -> HeldOutSet:
+    data = CocoDataset(annotations)
+    image_dir = Path(data.records[0].path).parent if data.records else Path(annotations).parent
+    return HeldOutSet(annotations, image_dir, data.category_ids, max_images=max_images)
+
+
+def trained_detector_job(train_dir: str | os.PathLike[str], *, count: int = 100,
+                         eval_json: str | os.PathLike[str] | None = None,
+                         eval_images: int = 50) -> ExportJob:
+    """The detector that ``train_detector`` (or ``make demo``) left in ``train_dir``.
+
+    Calibrates on its training images; measures AP on ``eval_json`` or, when not given, on the
+    ``val`` split beside the training annotations (the layout of the synthetic and COCO sets).
+    """
+    folder = Path(train_dir)
+    config_path = folder / "train_config.json"
+    if not config_path.is_file():
+        raise ValueError(f"No trained detector in {folder} (no train_config.json); train one "
+                         "first (`make demo` or `keras-efficient train`).")
+    config = DetectorTrainConfig.from_json(config_path)
+    spec = config.spec()
+    entries = json.loads((folder / "labels.json").read_text())
+    labels = [entry["name"] for entry in entries]
+    weights = folder / "detector.weights.h5"
+    model = EfficientDet(spec, num_classes=len(labels), weights=str(weights),
+                         name=f"{spec.name.replace('-', '_')}_trained")
+    if eval_json is None:
+        candidate = Path(config.train_json).with_name(
+            Path(config.train_json).name.replace("train", "val"))
+        eval_json = candidate if candidate.is_file() and candidate != Path(
+            config.train_json) else None
+    images = list(representative_images(config.train_json, _size(model), count=count))
+    return ExportJob(model, images, weights_origin=str(weights), spec=spec, labels=labels,
+                     category_ids=[int(entry["id"]) for entry in entries],
+                     held_out=None if eval_json is None else _held_out(eval_json, eval_images))
+
+
+def variant_job(name: str, *, weights: str | None, representative: str | os.PathLike[str],
+                count: int = 100, eval_json: str | os.PathLike[str] | None = None,
+                eval_images: int = 50, num_classes: int | None = None) -> ExportJob:
+    """A named variant (``lite0``, ``b0``, ``efficientdet-lite0`` ...) with ``weights``.
+
+    ``representative``: an image folder or COCO json to calibrate on; ``eval_json``: a
+    COCO-format set for the detector AP check.
+    """
+    detector = name.lower().replace("_", "-").startswith("efficientdet")
+    kwargs: dict[str, Any] = {"weights": weights}
+    if num_classes is not None:
+        kwargs["num_classes" if detector else "classes"] = num_classes
+    model = get_model(name, **kwargs)
+    images = list(representative_images(representative, _size(model), count=count))
+    if not detector:
+        return ExportJob(model, images, weights_origin=weights or "random")
+    return ExportJob(model, images, weights_origin=weights or "random",
+                     spec=get_efficientdet_spec(name),
+                     held_out=None if eval_json is None else _held_out(eval_json, eval_images))
+
+
+def fresh_detector_job(name: str = "efficientdet-lite0", *, num_classes: int = 3,
+                       count: int = 16) -> ExportJob:
+    """A freshly built (random-weight) detector calibrated on synthetic images.
+
+    For trying the export path offline without trained weights; its accuracy means nothing.
+    """
+    model = get_model(name, num_classes=num_classes)
+    folder = Path(tempfile.mkdtemp(prefix="keras_efficient_export_"))
+    data = make_detection_dataset(folder / "data", num_train=count, num_val=4,
+                                  image_size=_size(model))
+    images = list(representative_images(data.train_json, _size(model), count=count))
+    val = data.coco("val")
+    return ExportJob(model, images, weights_origin="random", spec=get_efficientdet_spec(name),
+                     labels=val.class_names, category_ids=val.category_ids,
+                     held_out=_held_out(data.val_json, 4))
