@@ -43,6 +43,7 @@ bench: $(STAMP) ## latency of our models vs keras.applications, side by side
 	$(PY) benchmarks/latency.py
 	$(PY) benchmarks/detection_latency.py
 	$(PY) benchmarks/training_throughput.py
+	$(PY) benchmarks/export_latency.py
 
 export-tflite: $(STAMP) ## TFLite export with a recipe (MODEL=demo|name WEIGHTS=path RECIPE=name)
 	$(PY) -m keras_efficient.cli export --model $(MODEL) $(if $(RECIPE),--recipe $(RECIPE)) \

@@ -105,7 +105,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = DemoConfig(output_dir=args.output)
     if args.quick:
         config = dataclasses.replace(config, num_train=32, num_val=8, epochs=1,
-                                     steps_per_epoch=2, batch_size=4, num_drawn=1)
+                                     steps_per_epoch=2, batch_size=4, num_drawn=1,
+                                     calibration_images=8)
     run_demo(config)
     return 0
 

@@ -47,12 +47,20 @@ def test_train_then_eval_from_the_command_line(tmp_path, capsys):
     assert "AP50" in table and "triangle" in table
     assert json.loads((tmp_path / "m.json").read_text())["num_images"] == 4
     exported = tmp_path / "exported"
-    assert main(["export", "--model", "demo", "--train-dir", str(out), "--recipe", "server",
+    recipe = tmp_path / "coral.json"
+    recipe.write_text(json.dumps({"formats": ["int8"], "input_type": "uint8", "edgetpu": True,
+                                  "representative_count": 4, "latency_runs": 2,
+                                  "score_threshold": 0.01}))
+    assert main(["export", "--model", "demo", "--train-dir", str(out), "--recipe", str(recipe),
                  "--output", str(exported)]) == 0
     manifest = json.loads((exported / "manifest.json").read_text())
-    assert [a["format"] for a in manifest["artifacts"]] == ["tflite-float32", "tflite-float16"]
-    assert manifest["artifacts"][0]["accuracy"]["max_abs_delta"] < 1e-3
-    assert "exporting the demo's trained detector" in capsys.readouterr().out
+    assert [a["format"] for a in manifest["artifacts"]] == ["tflite-int8"]
+    accuracy = manifest["artifacts"][0]["accuracy"]
+    assert set(accuracy["keras"]) == {"AP", "AP50", "AP75"}  # measured on the val split
+    printed = capsys.readouterr().out
+    assert "exporting the demo's trained detector" in printed
+    assert "Number of operations that will run on Edge TPU" in printed
+    assert "tflite-int8" in printed
 
 
 def test_train_without_data_is_a_clear_error(capsys):
@@ -61,6 +69,8 @@ def test_train_without_data_is_a_clear_error(capsys):
 
 
 def test_demo_runs_end_to_end_on_a_tiny_configuration(tmp_path):
+    import json
+
     from keras_efficient.demo import DemoConfig, run_demo
     from tests.training.conftest import TINY_OVERRIDES
 
@@ -68,12 +78,18 @@ def test_demo_runs_end_to_end_on_a_tiny_configuration(tmp_path):
     lines: list[str] = []
     metrics = run_demo(DemoConfig(output_dir=str(tmp_path / "demo"), image_size=64,
                                   num_train=8, num_val=4, epochs=1, steps_per_epoch=2,
-                                  batch_size=4, num_drawn=2, spec_overrides=overrides),
+                                  batch_size=4, num_drawn=2, spec_overrides=overrides,
+                                  calibration_images=4),
                        log=lines.append)
     assert 0.0 <= metrics["AP50"] <= 1.0
     assert len(list((tmp_path / "demo" / "detections").glob("*.png"))) == 2
     assert (tmp_path / "demo" / "metrics.json").exists()
-    assert any("4/4" in line for line in lines) and "AP50" in "\n".join(lines)
+    text = "\n".join(lines)
+    assert "4/4" in text and "AP50" in text and "5/5 int8 TFLite export" in text
+    assert "TFLite int8" in text and "Number of operations that will run on Edge TPU" in text
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert set(summary["int8"]["int8"]) == {"AP", "AP50", "AP75"}
+    assert (tmp_path / "demo" / "export" / "manifest.json").exists()
 
 
 def test_classify_image_file_with_weights_file(tmp_path, capsys):
