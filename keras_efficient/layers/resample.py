@@ -36,8 +36,9 @@ class NearestUpsample(keras.layers.Layer):
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
-            return tf.compat.v1.image.resize_nearest_neighbor(
-                inputs, (self.height, self.width), align_corners=False, half_pixel_centers=False)
+            return tf.raw_ops.ResizeNearestNeighbor(
+                images=inputs, size=(self.height, self.width), align_corners=False,
+                half_pixel_centers=False)
         x = ops.take(inputs, nearest_indices(in_h, self.height), axis=1)
         return ops.take(x, nearest_indices(in_w, self.width), axis=2)
 
