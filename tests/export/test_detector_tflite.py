@@ -157,3 +157,14 @@ def test_bad_detector_exports(tiny_detector):
     with pytest.raises(ValueError, match="Representative image 0 has shape"):
         convert_detector(tiny_detector, tiny_spec(), "int8",
                          representative=[np.zeros((1, 32, 32, 3), "float32")])
+
+
+@pytest.mark.parametrize(("quantization", "atol"), [("float16", 0.02), ("dynamic", 0.05)])
+def test_float16_and_dynamic_detector_exports_match_keras(tiny_detector, quantization, atol):
+    image = np.random.default_rng(7).uniform(0, 255, (1, SIZE, SIZE, 3)).astype("float32")
+    payload = convert_detector(tiny_detector, tiny_spec(), quantization,
+                               options=PostprocessOptions("none"))
+    encodings, scores = run(interpreter_for(payload), image)
+    expected = tiny_detector.predict(image, verbose=0)
+    np.testing.assert_allclose(scores, 1 / (1 + np.exp(-expected["class_logits"])), atol=atol)
+    np.testing.assert_allclose(encodings, expected["box_regression"], atol=atol * 10)
