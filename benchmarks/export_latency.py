@@ -45,7 +45,7 @@ from keras_efficient.configs.efficientdet import get_efficientdet_spec
 from keras_efficient.export.tflite import convert
 from keras_efficient.export.detector_tflite import convert_detector, PostprocessOptions
 start = time.perf_counter()
-model = get_model({name!r})
+model = get_model({name!r}, weights=None)
 size = model.input_shape[1:3]
 rng = np.random.default_rng(0)
 images = [rng.uniform(0, 255, (1, *size, 3)).astype("float32") for _ in range(8)]
@@ -81,7 +81,7 @@ def macs(name: str) -> int:
     from keras_efficient.models.profile import count_macs
     from keras_efficient.models.variants import get_model
 
-    return count_macs(get_model(name))
+    return count_macs(get_model(name, weights=None))
 
 
 def peak_gflops() -> float:

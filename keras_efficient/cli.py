@@ -20,7 +20,15 @@ def _quiet_tensorflow() -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """Print every variant with parameters and MACs, ours next to the published figures."""
+    """Print every EfficientNet classifier variant with parameters and MACs, ours next to the
+    published figures (detectors are not listed).
+
+    Example::
+
+        # keras-efficient list
+        args = build_parser().parse_args(['list'])
+        cmd_list(args)
+    """
     from keras_efficient.configs import EFFICIENTNET_VARIANTS
     from keras_efficient.models import get_model
     from keras_efficient.models.profile import count_macs
@@ -39,7 +47,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    """Print a model's Keras summary, parameter count and MACs."""
+    """Print a model's Keras summary, parameter count and MACs.
+
+    Example::
+
+        # keras-efficient summary lite0
+        args = build_parser().parse_args(['summary', 'lite0'])
+        cmd_summary(args)
+    """
     from keras_efficient.models import get_model
     from keras_efficient.models.profile import count_macs
 
@@ -74,7 +89,14 @@ def _load_image(path: str | None, size: int, seed: int) -> np.ndarray:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    """Classify one image (or a generated one) and print the top-5."""
+    """Classify one image (or a generated one) and print the top-5.
+
+    Example::
+
+        # keras-efficient classify photo.jpg --model b4
+        args = build_parser().parse_args(['classify', 'photo.jpg', '--model', 'b4'])
+        cmd_classify(args)
+    """
     from keras_efficient.models import get_model
 
     weights = _weights_arg(args.weights)
@@ -99,7 +121,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The offline main job: synthetic data, train a detector, evaluate, draw detections."""
+    """The offline main job: synthetic data, train a detector, evaluate, draw detections.
+
+    Example::
+
+        # keras-efficient demo --quick
+        args = build_parser().parse_args(['demo', '--quick'])
+        cmd_demo(args)
+    """
     from keras_efficient.demo import DemoConfig, run_demo
 
     config = DemoConfig(output_dir=args.output)
@@ -112,7 +141,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train a detector on COCO-format data, or a classifier on an image folder."""
+    """Train a detector on COCO-format data, or a classifier on an image folder.
+
+    Example::
+
+        # keras-efficient train --config settings.json
+        args = build_parser().parse_args(['train', '--config', 'settings.json'])
+        cmd_train(args)
+    """
     if args.task == "classify":
         return _train_classifier(args)
     from keras_efficient.training.fit import DetectorTrainConfig, train_detector
@@ -165,7 +201,14 @@ def _train_classifier(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """COCO metrics of a trained detector on a COCO-format split."""
+    """COCO metrics of a trained detector on a COCO-format split.
+
+    Example::
+
+        # keras-efficient eval --train-dir runs/a --gt-json v.json
+        args = build_parser().parse_args(['eval', '--train-dir', 'runs/a', '--gt-json', 'v.json'])
+        cmd_eval(args)
+    """
     from keras_efficient.configs.efficientdet import get_efficientdet_spec
     from keras_efficient.data.coco import CocoDataset
     from keras_efficient.evaluation.coco_metrics import format_metrics_table
@@ -214,7 +257,14 @@ def _export_job(args: argparse.Namespace, count: int) -> object:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a model with a recipe: every format verified in LiteRT, plus a manifest."""
+    """Export a model with a recipe: every format verified in LiteRT, plus a manifest.
+
+    Example::
+
+        # keras-efficient export --recipe edgetpu
+        args = build_parser().parse_args(['export', '--recipe', 'edgetpu'])
+        cmd_export(args)
+    """
     from keras_efficient.export.pipeline import ExportJob, export_model
     from keras_efficient.export.recipes import RECIPE_DIR, load_recipe
 
@@ -238,7 +288,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Every format of one model side by side: latency, size, accuracy; a PNG plot."""
+    """Every format of one model side by side: latency, size, accuracy; a PNG plot.
+
+    Example::
+
+        # keras-efficient bench --runs 30
+        args = build_parser().parse_args(['bench', '--runs', '30'])
+        cmd_bench(args)
+    """
     import tempfile
 
     from keras_efficient.export.bench import benchmark, format_table, plot
@@ -255,7 +312,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def data_image_dir(data: object, images: str | None) -> str:
-    """The image folder: the one given, else the folder of the first record."""
+    """The image folder: the one given, else the folder of the first record.
+
+    Example::
+
+        data_image_dir(CocoDataset("val.json"), None)  # the folder of the first image
+    """
     if images:
         return images
     records = getattr(data, "records", [])
@@ -265,6 +327,13 @@ def data_image_dir(data: object, images: str | None) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``argparse`` parser of ``keras-efficient``: one subcommand per ``cmd_*`` function.
+
+    Example::
+
+        args = build_parser().parse_args(["export", "--recipe", "server"])
+        args.func(args)  # cmd_export
+    """
     parser = argparse.ArgumentParser(prog="keras-efficient", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -349,7 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``keras-efficient`` console script."""
+    """Entry point of the ``keras-efficient`` console script.
+
+    Example::
+
+        main(["list"])  # 0; errors in the inputs print a message and return 2
+    """
     _quiet_tensorflow()
     args = build_parser().parse_args(argv)
     try:

@@ -25,7 +25,12 @@ from keras_efficient.training.fit import DetectorTrainConfig, train_detector
 
 @dataclasses.dataclass
 class DemoConfig:
-    """Knobs of the demo; the defaults are the tuned, tested ones."""
+    """Knobs of the demo; the defaults are the tuned, tested ones.
+
+    Example::
+
+        run_demo(dataclasses.replace(DemoConfig(), epochs=5, export_int8=False))
+    """
 
     output_dir: str = "runs/demo"
     image_size: int = 128
@@ -50,7 +55,13 @@ class DemoConfig:
 
 
 def run_demo(config: DemoConfig | None = None, log: Any = print) -> dict[str, Any]:
-    """Run the whole demo and return the validation metrics."""
+    """Run the whole demo and return the validation metrics.
+
+    Example::
+
+        metrics = run_demo(DemoConfig(output_dir="runs/demo"))
+        metrics["AP50"], metrics["detections_dir"]
+    """
     config = config or DemoConfig()
     out = Path(config.output_dir)
     started = time.perf_counter()
@@ -114,7 +125,13 @@ def run_demo(config: DemoConfig | None = None, log: Any = print) -> dict[str, An
 
 def export_int8(out: Path, val_json: Path, config: DemoConfig, log: Any) -> dict[str, Any]:
     """Export the trained detector with the ``edgetpu`` recipe, print float vs int8 AP and the
-    EdgeTPU report; return the two APs and the artifact."""
+    EdgeTPU report; return the two APs and the artifact.
+
+    Example::
+
+        export_int8(Path("runs/demo"), Path("runs/demo/data/annotations/instances_val.json"),
+                    DemoConfig(), print)  # {"float": {...}, "int8": {...}, "file": ...}
+    """
     import shutil
 
     from keras_efficient.export.jobs import trained_detector_job

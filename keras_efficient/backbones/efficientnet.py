@@ -20,6 +20,12 @@ def efficientnet_body(x: Any, scaling: EfficientNetScaling, *, include_head: boo
     Returns the last tensor (``top_activation`` when ``include_head``, else the last block) and
     the multi-scale features ``{"P1": ..., "P5": ...}``: the output of the last block of stages
     1, 2, 3, 5 and 7 (strides 2 to 32).
+
+    Example::
+
+        pixels = keras.Input((224, 224, 3))  # already preprocessed
+        top, features = efficientnet_body(pixels, get_efficientnet_scaling("lite0"))
+        features["P3"].shape  # (None, 28, 28, 40)
     """
     if drop_connect_rate is not None:
         scaling = scaling.with_(drop_connect=drop_connect_rate)

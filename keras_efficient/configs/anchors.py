@@ -21,6 +21,12 @@ class AnchorSpec:
     per feature-map cell; the feature map of level ``L`` is the image size halved ``L`` times with
     rounding up (``size(L) = ceil(size(L − 1) / 2)``), exactly as the network's strided layers
     produce it.
+
+    Example::
+
+        spec = AnchorSpec(image_size=320, anchor_scale=3.0)  # EfficientDet-Lite0's grid
+        spec.feature_sizes()  # ((40, 40), (20, 20), (10, 10), (5, 5), (3, 3))
+        spec.num_anchors  # 19206
     """
 
     image_size: tuple[int, int]

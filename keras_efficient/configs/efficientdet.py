@@ -30,14 +30,24 @@ FUSION_MODES = ("fast", "softmax", "sum")
 
 @dataclasses.dataclass(frozen=True)
 class BiFPNNode:
-    """One fusion node: its pyramid level and the ids of the tensors it fuses."""
+    """One fusion node: its pyramid level and the ids of the tensors it fuses.
+
+    Example::
+
+        bifpn_nodes()[0]  # BiFPNNode(level=6, inputs=(3, 4)): P6 top-down from P6 and P7
+    """
 
     level: int
     inputs: tuple[int, ...]
 
 
 def bifpn_nodes(min_level: int = 3, max_level: int = 7) -> tuple[BiFPNNode, ...]:
-    """The nodes of one BiFPN cell; ids count the cell inputs (one per level) first."""
+    """The nodes of one BiFPN cell; ids count the cell inputs (one per level) first.
+
+    Example::
+
+        len(bifpn_nodes(3, 7)), len(bifpn_nodes(3, 8))  # (8, 10): D7x has P8
+    """
     levels = list(range(min_level, max_level + 1))
     ids_by_level: dict[int, list[int]] = {level: [i] for i, level in enumerate(levels)}
     next_id = len(levels)
@@ -57,18 +67,35 @@ def bifpn_nodes(min_level: int = 3, max_level: int = 7) -> tuple[BiFPNNode, ...]
 
 
 def fpn_node_prefix(cell: int, node: int) -> str:
-    """Layer-name prefix of BiFPN node ``node`` (0-based, in :func:`bifpn_nodes` order)."""
+    """Layer-name prefix of BiFPN node ``node`` (0-based, in :func:`bifpn_nodes` order).
+
+    Example::
+
+        fpn_node_prefix(0, 3)  # "fpn_cell0_node3_"
+    """
     return f"fpn_cell{cell}_node{node}_"
 
 
 def fpn_edge_prefix(cell: int, node: int, edge: int, input_id: int) -> str:
-    """Layer-name prefix of the resampling of input ``edge`` (tensor ``input_id``) of a node."""
+    """Layer-name prefix of the resampling of input ``edge`` (tensor ``input_id``) of a node.
+
+    Example::
+
+        fpn_edge_prefix(0, 3, 1, 7)  # "fpn_cell0_node3_resample_1_7"
+    """
     return f"{fpn_node_prefix(cell, node)}resample_{edge}_{input_id}"
 
 
 @dataclasses.dataclass(frozen=True)
 class EfficientDetSpec:
-    """One row of the EfficientDet table (REFERENCE §2.1)."""
+    """One row of the EfficientDet table (REFERENCE §2.1).
+
+    Example::
+
+        spec = EFFICIENTDET_VARIANTS["efficientdet-lite0"]  # 320 px, sum fusion, relu6
+        small = spec.with_(input_size=256, fpn_cells=2)  # a custom detector for EfficientDet(...)
+        spec.anchor_spec().num_anchors  # 19206
+    """
 
     name: str
     backbone: str | EfficientNetScaling
@@ -163,7 +190,12 @@ EFFICIENTDET_VARIANTS: Mapping[str, EfficientDetSpec] = {
 
 
 def get_efficientdet_spec(name: str) -> EfficientDetSpec:
-    """Look up a row by name (``"efficientdet-d0"``, ``"d0"``, ``"lite3x"``; case-insensitive)."""
+    """Look up a row by name (``"efficientdet-d0"``, ``"d0"``, ``"lite3x"``; case-insensitive).
+
+    Example::
+
+        get_efficientdet_spec("D0").input_size  # 512
+    """
     key = name.lower().replace("_", "-").removeprefix("efficientdet").lstrip("-")
     candidate = f"efficientdet-{key}"
     if candidate in EFFICIENTDET_VARIANTS:

@@ -17,7 +17,12 @@ IMAGENET_STD_RGB: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 @dataclasses.dataclass(frozen=True)
 class StageSpec:
-    """One stage of MBConv blocks, as in the B0 table (before scaling)."""
+    """One stage of MBConv blocks, as in the B0 table (before scaling).
+
+    Example::
+
+        B0_STAGES[1]  # StageSpec(kernel_size=3, repeats=2, filters_in=16, filters_out=24, ...)
+    """
 
     kernel_size: int
     repeats: int
@@ -57,6 +62,11 @@ class EfficientNetScaling:
     ``lite`` selects the EfficientNet-Lite rules: no squeeze-excite, ReLU6, stem and head
     filters not scaled, first and last stage repeats not scaled, (x - 127) / 128 preprocessing.
     ``published_*`` are the reference figures the tests and ``keras-efficient list`` compare with.
+
+    Example::
+
+        b4 = EFFICIENTNET_VARIANTS["efficientnetb4"]  # width 1.4, depth 1.8, resolution 380
+        narrow = b4.with_(width=1.0, name="b4_narrow")  # a custom row for EfficientNet(...)
     """
 
     name: str
@@ -100,6 +110,10 @@ def round_filters(filters: float, width: float, divisor: int = DEPTH_DIVISOR) ->
 
     Never below ``divisor``; if rounding down lost more than 10% of the scaled value, add one
     ``divisor`` (the reference rule every published weight file follows).
+
+    Example::
+
+        round_filters(32, 1.4)  # 48
     """
     scaled = filters * width
     rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
@@ -109,12 +123,22 @@ def round_filters(filters: float, width: float, divisor: int = DEPTH_DIVISOR) ->
 
 
 def round_repeats(repeats: int, depth: float) -> int:
-    """Scale a stage's block count by ``depth``, rounding up."""
+    """Scale a stage's block count by ``depth``, rounding up.
+
+    Example::
+
+        round_repeats(3, 1.8)  # 6
+    """
     return math.ceil(depth * repeats)
 
 
 def scaled_stages(scaling: EfficientNetScaling) -> tuple[StageSpec, ...]:
-    """The B0 stage table with filters and repeats scaled for ``scaling``."""
+    """The B0 stage table with filters and repeats scaled for ``scaling``.
+
+    Example::
+
+        [s.repeats for s in scaled_stages(get_efficientnet_scaling("b4"))]  # [2, 4, 4, 6, ...]
+    """
     stages = []
     last = len(B0_STAGES) - 1
     for index, stage in enumerate(B0_STAGES):
@@ -160,7 +184,12 @@ EFFICIENTNET_VARIANTS: Mapping[str, EfficientNetScaling] = {
 
 
 def get_efficientnet_scaling(name: str) -> EfficientNetScaling:
-    """Look up a row by name (``"efficientnetb4"``, ``"b4"``, ``"lite0"``; case-insensitive)."""
+    """Look up a row by name (``"efficientnetb4"``, ``"b4"``, ``"lite0"``; case-insensitive).
+
+    Example::
+
+        get_efficientnet_scaling("Lite0").lite  # True
+    """
     key = name.lower().replace("_", "-")
     key = key.replace("-", "")
     candidates = (key, f"efficientnet{key}")
@@ -173,7 +202,12 @@ def get_efficientnet_scaling(name: str) -> EfficientNetScaling:
 
 @dataclasses.dataclass(frozen=True)
 class BlockSpec:
-    """One MBConv block after scaling, with its keras.applications-compatible name prefix."""
+    """One MBConv block after scaling, with its keras.applications-compatible name prefix.
+
+    Example::
+
+        block = expand_blocks(get_efficientnet_scaling("b0"))[1]  # block2a_, stride 2, 16 -> 24
+    """
 
     name: str
     stage: int
@@ -196,6 +230,10 @@ def expand_blocks(scaling: EfficientNetScaling) -> tuple[BlockSpec, ...]:
 
     ``index`` is the global block counter (the ``blocks_{k}`` of official checkpoints);
     ``drop_rate`` is the linearly increasing stochastic-depth rate of the reference.
+
+    Example::
+
+        len(expand_blocks(get_efficientnet_scaling("b0")))  # 16
     """
     stages = scaled_stages(scaling)
     total = float(sum(stage.repeats for stage in stages))
@@ -227,7 +265,12 @@ FEATURE_LEVEL_STAGES: Mapping[int, int] = {1: 1, 2: 2, 3: 3, 4: 5, 5: 7}
 
 
 def feature_layer_names(scaling: EfficientNetScaling) -> dict[int, str]:
-    """Pyramid level -> name of the layer whose output is that level's feature."""
+    """Pyramid level -> name of the layer whose output is that level's feature.
+
+    Example::
+
+        feature_layer_names(get_efficientnet_scaling("b0"))[3]  # "block3b_add"
+    """
     last_block = {block.stage: block for block in expand_blocks(scaling)}
     names = {}
     for level, stage in FEATURE_LEVEL_STAGES.items():

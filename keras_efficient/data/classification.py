@@ -24,6 +24,13 @@ def image_folder_dataset(
     bilinearly to ``image_size`` (height, width), by default without keeping the aspect ratio
     (``crop_to_aspect_ratio=True`` centre-crops first). With ``validation_split`` call once per
     ``subset`` with the *same* ``seed`` so the two subsets do not overlap.
+
+    Example::
+
+        train, names = image_folder_dataset("flowers/", (224, 224), 32,
+                                            validation_split=0.2, subset="training", seed=1)
+        val, _ = image_folder_dataset("flowers/", (224, 224), 32,
+                                      validation_split=0.2, subset="validation", seed=1)
     """
     import keras
 

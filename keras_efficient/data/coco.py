@@ -67,6 +67,11 @@ class ImageRecord:
     ``boxes`` are ``[K, 4]`` float32 (ymin, xmin, ymax, xmax) in pixels of the original image
     (continuous coordinates: a box covering pixel columns 3..5 has xmin 3, xmax 6); ``classes``
     ``[K]`` int32 contiguous indices; ``is_crowd`` ``[K]`` bool (training drops crowd boxes).
+
+    Example::
+
+        record = CocoDataset("annotations/instances_val.json")[0]
+        record.boxes, record.classes  # [K, 4] (ymin, xmin, ymax, xmax) pixels, [K] indices
     """
 
     image_id: int
@@ -97,6 +102,12 @@ class CocoDataset:
     Attributes: ``coco`` (the pycocotools ``COCO``, the unmodified ground truth for evaluation),
     ``records`` (list of :class:`ImageRecord`), ``label_map`` (index -> {"id", "name"}),
     ``class_names``, ``category_ids`` (index -> id), ``skipped`` (reason -> count).
+
+    Example::
+
+        data = CocoDataset("annotations/instances_train.json", on_error="skip")
+        data.num_classes, data.class_names, data.skipped  # e.g. 80, [...], {"missing_file": 2}
+        data.write_label_file("runs/mine/labels.txt")  # and labels.json with the category ids
     """
 
     def __init__(self, annotations: str | os.PathLike[str] | Mapping[str, Any],

@@ -39,6 +39,10 @@ def decode_image(path: tf.Tensor) -> tf.Tensor:
     """Read and decode a JPEG/PNG/GIF/BMP/WebP file to uint8 RGB ``[h, w, 3]``.
 
     Grayscale is replicated to three channels, alpha dropped, palette images expanded.
+
+    Example::
+
+        image = decode_image(tf.constant("photo.png"))  # uint8 [h, w, 3]
     """
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False,
                                dtype=tf.uint8)
@@ -54,6 +58,10 @@ def resize_crop_pad(image: tf.Tensor, boxes: tf.Tensor, output_size: tuple[int, 
     shifted by the crop offset and clipped to the output. Boxes left without area are *not*
     removed here (their classes must go with them; the pipeline does both).
     Returns the float32 ``[H, W, 3]`` image and the ``[K, 4]`` boxes.
+
+    Example::
+
+        image, boxes = resize_crop_pad(image, boxes, (320, 320), scale=0.5, offset=[0, 0])
     """
     height, width = output_size
     shape = tf.cast(tf.shape(image)[:2], tf.float64)
@@ -114,6 +122,12 @@ def detection_dataset(
         in memory (``True``) or in files with this prefix (a string).
       drop_remainder: default ``training`` (static batch shapes for training).
       drop_crowd: remove crowd boxes (COCO metrics read crowd regions from the json itself).
+
+    Example::
+
+        batches = detection_dataset(CocoDataset("instances_train.json"), (320, 320),
+                                    batch_size=16, training=True, seed=0)
+        batch = next(iter(batches))  # image [16, 320, 320, 3], boxes [16, 100, 4]
     """
     records = list(coco.records if isinstance(coco, CocoDataset) else coco)
     if not records:

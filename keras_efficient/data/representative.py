@@ -57,6 +57,11 @@ def representative_images(source: Any, image_size: tuple[int, int], count: int =
     (images found recursively, hidden folders skipped) or a list of image paths. The images
     are a seeded random sample (all of them, shuffled, when fewer than ``count``). Raises
     ``ValueError`` at once, not on first iteration, when the source holds no image.
+
+    Example::
+
+        images = list(representative_images("data/train", (320, 320), count=100))
+        payload = convert(model, "int8", representative=images, input_type="uint8")
     """
     paths = _image_paths(source)
     if not paths:

@@ -81,7 +81,13 @@ MIN_VISIBLE = 12       # pixels an object must keep after occlusion
 
 @dataclass(frozen=True)
 class SyntheticDataset:
-    """Paths of a generated COCO-format detection dataset."""
+    """Paths of a generated COCO-format detection dataset.
+
+    Example::
+
+        data = make_detection_dataset("runs/shapes")
+        train = data.coco("train")  # a CocoDataset; data.val_json, data.val_images_dir for eval
+    """
 
     root: Path
     train_json: Path
@@ -108,7 +114,13 @@ class SyntheticDataset:
 
 @dataclass(frozen=True)
 class SyntheticImageFolder:
-    """A generated ``root/<class_name>/*.png`` classification folder."""
+    """A generated ``root/<class_name>/*.png`` classification folder.
+
+    Example::
+
+        folder = make_classification_dataset("runs/shapes_folder")
+        folder.root, folder.class_names  # ("circle", "square", "triangle")
+    """
 
     root: Path
     class_names: tuple[str, ...]
@@ -128,6 +140,12 @@ def make_detection_dataset(
     standard fields (``bbox`` [x, y, w, h] in pixels, ``area`` = visible pixel count,
     ``iscrowd`` 0) and an extra ``color`` (the object's exact RGB) that lets tests check boxes.
     PNG keeps that colour exact; ``image_format="jpeg"`` gives realistic compression artefacts.
+
+    Example::
+
+        data = make_detection_dataset("runs/shapes", num_train=400, num_val=50,
+                                      image_size=(128, 128), difficulty="medium")
+        data.train_json  # runs/shapes/annotations/instances_train.json
     """
     height, width = (int(v) for v in image_size)
     if difficulty not in LEVELS:
@@ -201,6 +219,11 @@ def make_classification_dataset(
 
     Same determinism and atomic reuse rules as :func:`make_detection_dataset`. Class names are
     the shape names (``circle``, ``square``, ``triangle``), i.e. alphabetical folder order.
+
+    Example::
+
+        folder = make_classification_dataset("runs/shapes_folder", per_class=32)
+        dataset, names = image_folder_dataset(folder.root, (64, 64))
     """
     height, width = (int(v) for v in image_size)
     if per_class < 1:

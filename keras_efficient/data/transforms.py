@@ -13,6 +13,10 @@ def load_image(source: str | os.PathLike[str] | np.ndarray) -> np.ndarray:
 
     Grayscale, RGBA and palette images become RGB; arrays must be ``[H, W]``, ``[H, W, 1]``,
     ``[H, W, 3]`` or ``[H, W, 4]``.
+
+    Example::
+
+        image = load_image("photo.jpg")  # float32 [H, W, 3] RGB in [0, 255]
     """
     if isinstance(source, str | os.PathLike):
         from PIL import Image
@@ -37,6 +41,10 @@ def resize_and_pad(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray
 
     Returns the ``[size, 3]`` float32 image and the scale (network pixels per original pixel)
     that :func:`keras_efficient.detection.postprocess.map_boxes_to_original` inverts.
+
+    Example::
+
+        padded, scale = resize_and_pad(load_image("photo.jpg"), (320, 320))
     """
     from PIL import Image
 
@@ -55,5 +63,10 @@ def resize_and_pad(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray
 
 
 def image_info(original: Any, scale: float) -> np.ndarray:
-    """``[scale, original height, original width]`` for the inference model's second input."""
+    """``[scale, original height, original width]`` for the inference model's second input.
+
+    Example::
+
+        info = image_info(original, scale)  # [scale, H, W]: inference_model's second input
+    """
     return np.asarray([scale, original.shape[0], original.shape[1]], dtype="float32")

@@ -17,6 +17,12 @@ def draw_detections(image: np.ndarray, boxes: np.ndarray, classes: Sequence[int]
     """Draw (ymin, xmin, ymax, xmax) pixel boxes; write a PNG to ``path`` if given.
 
     Returns the drawn image as uint8 ``[H, W, 3]``.
+
+    Example::
+
+        [found] = predict(inference, [image])
+        draw_detections(image, found["boxes"], found["classes"], found["scores"],
+                        labels=class_names, path="detections.png")
     """
     from PIL import Image, ImageDraw
 

@@ -39,6 +39,11 @@ def generate_anchors(spec: AnchorSpec) -> np.ndarray:
     ratio ``a``: base = anchor_scale · stride · 2^(o / num_scales), width = base·√a,
     height = base/√a, centred at stride/2 + k·stride. Boxes are not clipped to the image.
     Computed in float64 and rounded once, so values do not depend on the level count.
+
+    Example::
+
+        anchors = generate_anchors(get_efficientdet_spec("d0").anchor_spec())
+        anchors.shape, anchors[0]  # (49104, 4), [-12, -12, 20, 20]
     """
     octaves = np.arange(spec.num_scales, dtype=np.float64) / spec.num_scales
     ratios = np.asarray(spec.aspect_ratios, dtype=np.float64)
@@ -54,7 +59,12 @@ def generate_anchors(spec: AnchorSpec) -> np.ndarray:
 
 
 def anchors_center_size(anchors: np.ndarray) -> np.ndarray:
-    """Corner boxes ``[..., 4]`` (ymin, xmin, ymax, xmax) → ``[..., 4]`` (yc, xc, h, w)."""
+    """Corner boxes ``[..., 4]`` (ymin, xmin, ymax, xmax) → ``[..., 4]`` (yc, xc, h, w).
+
+    Example::
+
+        anchors_center_size([[0, 0, 10, 20]])  # [[5, 10, 10, 20]] (yc, xc, h, w)
+    """
     anchors = np.asarray(anchors, dtype=np.float32)
     ymin, xmin, ymax, xmax = np.moveaxis(anchors, -1, 0)
     return np.stack([(ymin + ymax) / 2, (xmin + xmax) / 2, ymax - ymin, xmax - xmin], axis=-1)
@@ -65,6 +75,11 @@ def normalized_center_size(anchors: np.ndarray, image_size: int | Sequence[int])
 
     Returns float32 ``[N, 4]`` (yc, xc, h, w), each divided by the image height or width so
     that the op's outputs are normalised boxes. ``image_size`` is ``(height, width)`` or an int.
+
+    Example::
+
+        anchors = generate_anchors(spec.anchor_spec())
+        normalized_center_size(anchors, spec.input_size)  # the custom op's anchors input
     """
     if isinstance(image_size, int):
         height, width = image_size, image_size

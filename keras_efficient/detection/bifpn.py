@@ -27,7 +27,12 @@ def _pool(name: str) -> keras.layers.MaxPooling2D:
 
 
 def extra_levels(features: dict[int, Any], spec: EfficientDetSpec) -> dict[int, Any]:
-    """Add P6.. from the backbone's P5: 1x1 conv + BN + max-pool, then max-pools (§2.2)."""
+    """Add P6.. from the backbone's P5: 1x1 conv + BN + max-pool, then max-pools (§2.2).
+
+    Example::
+
+        levels = extra_levels({3: p3, 4: p4, 5: p5}, spec)  # adds 6 and 7 (and 8 for D7x)
+    """
     levels = dict(features)
     x = keras.layers.Conv2D(spec.fpn_filters, 1, padding="same", name="resample_p6_conv")(
         features[5])
@@ -55,7 +60,12 @@ def _resample(x: Any, level: int, target: Any, target_level: int, filters: int,
 
 def bifpn_cell(levels: dict[int, Any], spec: EfficientDetSpec, cell: int,
                fusion: str | None = None) -> dict[int, Any]:
-    """One BiFPN cell: returns the latest node of every level (§2.3)."""
+    """One BiFPN cell: returns the latest node of every level (§2.3).
+
+    Example::
+
+        levels = bifpn_cell(extra_levels(features, spec), spec, cell=0)
+    """
     ordered = list(range(spec.min_level, spec.max_level + 1))
     tensors = [levels[level] for level in ordered]
     tensor_levels = list(ordered)
@@ -83,7 +93,13 @@ def bifpn_cell(levels: dict[int, Any], spec: EfficientDetSpec, cell: int,
 
 def bifpn(features: dict[int, Any], spec: EfficientDetSpec, fusion: str | None = None
           ) -> dict[int, Any]:
-    """Backbone P3–P5 -> fused P3..P{max_level}, all ``spec.fpn_filters`` wide."""
+    """Backbone P3–P5 -> fused P3..P{max_level}, all ``spec.fpn_filters`` wide.
+
+    Example::
+
+        spec = get_efficientdet_spec("lite0")
+        levels = bifpn({3: p3, 4: p4, 5: p5}, spec)  # {3: ..., 7: ...}, all 64 channels wide
+    """
     levels = extra_levels(features, spec)
     for cell in range(spec.fpn_cells):
         levels = bifpn_cell(levels, spec, cell, fusion)

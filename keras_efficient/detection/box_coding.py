@@ -26,6 +26,10 @@ def array_module(*arrays: Any) -> ModuleType | Any:
 
     Both expose the same names used here (``log``, ``stack``, ``where`` …), so one code path
     serves host-side preprocessing and graphs.
+
+    Example::
+
+        array_module(np.zeros(4)) is np  # True; with a tensor argument: keras.ops
     """
     host = (np.ndarray, np.generic, int, float, list, tuple)
     if all(isinstance(a, host) for a in arrays):
@@ -50,6 +54,10 @@ def encode_boxes(boxes: Any, anchors: Any) -> Any:
 
     ``ty = (yc − yc_a)/h_a``, ``tx = (xc − xc_a)/w_a``, ``th = log(h/h_a)``, ``tw = log(w/w_a)``.
     Box sizes are floored at 1e-8 under the logarithm so a degenerate box gives a finite code.
+
+    Example::
+
+        codes = encode_boxes(gt_boxes, anchors)  # [N, 4] (ty, tx, th, tw)
     """
     xp = array_module(boxes, anchors)
     boxes, anchors = _prepare(xp, boxes, anchors)
@@ -67,6 +75,10 @@ def decode_boxes(codes: Any, anchors: Any) -> Any:
 
     No clamping of ``th``/``tw`` (as in the reference): huge codes give huge boxes, which the
     post-processing clips to the image.
+
+    Example::
+
+        boxes = decode_boxes(outputs["box_regression"], anchors)  # [B, N, 4] input pixels
     """
     xp = array_module(codes, anchors)
     codes, anchors = _prepare(xp, codes, anchors)
@@ -82,6 +94,10 @@ def iou_matrix(boxes_a: Any, boxes_b: Any) -> Any:
     """Pairwise IoU: ``[..., N, 4]`` × ``[..., M, 4]`` → ``[..., N, M]``.
 
     Zero-area pairs (union 0) give IoU 0 rather than NaN.
+
+    Example::
+
+        iou_matrix([[0, 0, 10, 10]], [[0, 0, 10, 10], [5, 0, 15, 10]])  # [[1.0, 0.333]]
     """
     xp = array_module(boxes_a, boxes_b)
     boxes_a, boxes_b = _prepare(xp, boxes_a, boxes_b)
@@ -101,6 +117,10 @@ def clip_boxes(boxes: Any, height: Any, width: Any) -> Any:
 
     ``height``/``width`` are scalars or arrays broadcastable to ``boxes[..., 0]`` (for example
     ``[B, 1]`` for per-image sizes of batched boxes ``[B, N, 4]``).
+
+    Example::
+
+        clip_boxes([[-5, 10, 50, 700]], 320, 640)  # [[0, 10, 50, 640]]
     """
     xp = array_module(boxes, height, width)
     boxes, height, width = _prepare(xp, boxes, height, width)

@@ -47,11 +47,21 @@ def _head(levels: dict[int, Any], spec: EfficientDetSpec, kind: str, outputs_per
 
 
 def class_head(levels: dict[int, Any], spec: EfficientDetSpec, num_classes: int) -> Any:
-    """Class logits ``[B, N, num_classes]``; the bias starts at the 1% prior probability."""
+    """Class logits ``[B, N, num_classes]``; the bias starts at the 1% prior probability.
+
+    Example::
+
+        logits = class_head(bifpn(features, spec), spec, num_classes=90)  # [B, N, 90]
+    """
     prior = -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
     return _head(levels, spec, "class", num_classes, keras.initializers.Constant(prior))
 
 
 def box_head(levels: dict[int, Any], spec: EfficientDetSpec) -> Any:
-    """Box regressions ``[B, N, 4]`` (ty, tx, th, tw)."""
+    """Box regressions ``[B, N, 4]`` (ty, tx, th, tw).
+
+    Example::
+
+        regression = box_head(bifpn(features, spec), spec)  # [B, N, 4]
+    """
     return _head(levels, spec, "box", 4, "zeros")

@@ -17,6 +17,10 @@ class ToOriginalPixels(keras.layers.Layer):
 
     ``image_info`` is ``[B, 3]``: (scale, original height, original width), where the image
     was resized by ``scale`` keeping its aspect ratio and padded at the bottom/right.
+
+    Example::
+
+        boxes = ToOriginalPixels()(boxes, image_info)  # image_info: [B, 3] (scale, height, width)
     """
 
     def call(self, boxes: Any, image_info: Any) -> Any:
@@ -38,6 +42,14 @@ def inference_model(detector: keras.Model, spec: EfficientDetSpec, *,
     pixels), ``scores`` ``[B, max_detections]``, ``classes`` (int32, 0-based) and
     ``num_detections`` ``[B]``. ``class_aware=True`` is the evaluation setting (top
     (anchor, class) pairs, per-class NMS); ``False`` the serving one (best class per anchor).
+
+    Example::
+
+        spec = EFFICIENTDET_VARIANTS["efficientdet-lite0"]
+        model = inference_model(EfficientDetLite0(weights="coco"), spec, class_aware=False)
+        padded, scale = resize_and_pad(image, (320, 320))
+        out = model.predict([padded[None], image_info(image, scale)[None]])
+        out["boxes"][0, :int(out["num_detections"][0])]  # in the original image's pixels
     """
     height, width = detector.input_shape[1], detector.input_shape[2]
     image = keras.Input(shape=detector.input_shape[1:], name="image")

@@ -24,6 +24,10 @@ class FocalLoss(keras.losses.Loss):
 
     ``call(y_true, y_pred)`` takes class targets and logits ``[B, N, C]`` and returns the
     per-image sum over anchors and classes; anchors whose targets are all −1 are ignored.
+
+    Example::
+
+        per_image = FocalLoss(alpha=0.25, gamma=1.5)(class_targets, class_logits)
     """
 
     def __init__(self, alpha: float = 0.25, gamma: float = 1.5, label_smoothing: float = 0.0,
@@ -52,7 +56,12 @@ class FocalLoss(keras.losses.Loss):
 
 def huber_box_loss(box_targets: Any, box_regression: Any, positive_mask: Any,
                    delta: float = 0.1) -> Any:
-    """Per-image sum of the Huber loss over the 4 codes of positive anchors."""
+    """Per-image sum of the Huber loss over the 4 codes of positive anchors.
+
+    Example::
+
+        per_image = huber_box_loss(box_targets, box_regression, positive_mask, delta=0.1)
+    """
     error = ops.cast(box_regression, "float32") - ops.cast(box_targets, "float32")
     absolute = ops.abs(error)
     quadratic = ops.minimum(absolute, delta)
@@ -62,7 +71,12 @@ def huber_box_loss(box_targets: Any, box_regression: Any, positive_mask: Any,
 
 def giou_box_loss(box_targets: Any, box_regression: Any, positive_mask: Any,
                   anchors: Any) -> Any:
-    """Per-image sum of 1 − GIoU between decoded predicted and target boxes (positives)."""
+    """Per-image sum of 1 − GIoU between decoded predicted and target boxes (positives).
+
+    Example::
+
+        per_image = giou_box_loss(box_targets, box_regression, positive_mask, anchors)
+    """
     pred = decode_boxes(ops.cast(box_regression, "float32"), anchors)
     true = decode_boxes(ops.cast(box_targets, "float32"), anchors)
     area = lambda b: ops.maximum(b[..., 2] - b[..., 0], 0) * ops.maximum(  # noqa: E731
@@ -88,6 +102,11 @@ def detection_loss(targets: dict[str, Any], outputs: dict[str, Any], *,
     ``positive_mask`` ``[B, N]``; ``outputs``: ``class_logits``, ``box_regression``.
     Returns ``{"class_loss", "box_loss", "iou_loss", "loss"}`` (scalars); the normaliser is
     the batch's positive count + 1.
+
+    Example::
+
+        terms = detection_loss(targets, detector(images, training=True))
+        terms["loss"], terms["class_loss"], terms["box_loss"]
     """
     focal = focal or FocalLoss()
     positives = ops.sum(ops.cast(targets["positive_mask"], "float32"))

@@ -27,6 +27,11 @@ class MatchResult(NamedTuple):
     * ``num_positives``: float32 ``[...]``, the number of positive anchors (loss normaliser).
     * ``matched_gt``: int32 ``[..., N]``, the ground-truth row each positive anchor was matched
       to, −1 for negatives (for debugging and visualisation).
+
+    Example::
+
+        match = assign_targets_numpy(gt_boxes, gt_classes, anchors, num_classes=3)
+        match.class_targets, match.box_targets, match.positive_mask, match.num_positives
     """
 
     class_targets: Any
@@ -55,6 +60,11 @@ def assign_targets(gt_boxes: Any, gt_classes: Any, anchors: Any, num_classes: in
     anchor, the box with the **highest row index** wins (deterministic "later one wins"); a
     force-match overrides the anchor's threshold match. A box overlapping no anchor at all
     (IoU 0 everywhere, e.g. a zero-area box) is not force-matched.
+
+    Example::
+
+        anchors = generate_anchors(AnchorSpec(image_size=128))
+        match = assign_targets([[10.0, 10.0, 60.0, 50.0]], [2], anchors, num_classes=3)
     """
     gt_boxes = ops.cast(ops.convert_to_tensor(gt_boxes), "float32")
     gt_classes = ops.cast(ops.convert_to_tensor(gt_classes), "int32")
@@ -104,6 +114,12 @@ def assign_targets(gt_boxes: Any, gt_classes: Any, anchors: Any, num_classes: in
 
 def assign_targets_numpy(gt_boxes: np.ndarray, gt_classes: np.ndarray, anchors: np.ndarray,
                          num_classes: int, iou_threshold: float = 0.5) -> MatchResult:
-    """:func:`assign_targets` with numpy inputs and outputs (for notebooks and tests)."""
+    """:func:`assign_targets` with numpy inputs and outputs (for notebooks and tests).
+
+    Example::
+
+        match = assign_targets_numpy(np.array([[10, 10, 60, 50]]), np.array([2]), anchors, 3)
+        int(match.num_positives)  # at least 1 (the best anchor is always matched)
+    """
     result = assign_targets(gt_boxes, gt_classes, anchors, num_classes, iou_threshold)
     return MatchResult(*(keras.ops.convert_to_numpy(t) for t in result))

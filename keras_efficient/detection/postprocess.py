@@ -86,6 +86,11 @@ class DetectionDecoder(_AnchoredLayer):
     Call with ``(class_logits [B, N, C], box_regressions [B, N, 4])``; returns
     ``(boxes [B, N, 4], scores [B, N, C])``, boxes (ymin, xmin, ymax, xmax) in input pixels
     clipped to the image.
+
+    Example::
+
+        decoder = DetectionDecoder.from_anchor_spec(spec.anchor_spec())
+        boxes, scores = decoder(outputs["class_logits"], outputs["box_regression"])
     """
 
     def call(self, class_logits: Any, box_regressions: Any) -> tuple[Any, Any]:
@@ -132,6 +137,12 @@ class NonMaxSuppression(_AnchoredLayer):
     Per-class NMS runs as one NMS over boxes shifted by ``class × (max(H, W) + 1)`` pixels, which
     never lets two classes overlap (TensorFlow's ``NonMaxSuppressionV5``, the op behind
     ``tf.image.non_max_suppression_with_scores``, one image at a time with static padded output).
+
+    Example::
+
+        nms = NonMaxSuppression.from_anchor_spec(spec.anchor_spec(), class_aware=False,
+                                                 score_threshold=0.3)
+        boxes, scores, classes, count = nms(outputs["class_logits"], outputs["box_regression"])
     """
 
     def __init__(self, image_size: int | Sequence[int], min_level: int = 3, max_level: int = 7,
@@ -280,6 +291,11 @@ def map_boxes_to_original(boxes: Any, scale: Any, original_size: Any,
       pad_offsets: ``[..., 2]`` (top, left), or one pair, or ``None``.
 
     Works on numpy arrays (returns numpy) and tensors (``keras.ops``), like the box coding.
+
+    Example::
+
+        padded, scale = resize_and_pad(image, (320, 320))
+        original = map_boxes_to_original(boxes, scale, image.shape[:2])
     """
     xp = array_module(boxes, scale, original_size, *(() if pad_offsets is None else (pad_offsets,)))
     cast = ((lambda a: np.asarray(a, np.float32)) if xp is np

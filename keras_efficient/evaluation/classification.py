@@ -33,7 +33,12 @@ def _top_k_hits(labels: Any, probabilities: Any, k: int) -> np.ndarray:
 
 
 def top_k_accuracy(labels: Any, probabilities: Any, k: int = 1) -> float:
-    """Fraction of samples whose label (int ``[N]`` or one-hot) is in the top ``k`` scores."""
+    """Fraction of samples whose label (int ``[N]`` or one-hot) is in the top ``k`` scores.
+
+    Example::
+
+        top_k_accuracy([1, 2], [[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]], k=1)  # 0.5
+    """
     hits = _top_k_hits(labels, probabilities, k)
     if hits.size == 0:
         raise ValueError("top_k_accuracy needs at least one sample.")
@@ -47,6 +52,11 @@ def evaluate_classifier(model_or_predict_fn: Any | Callable[[Any], Any],
     ``dataset`` yields ``(images, labels)`` batches (a ``tf.data.Dataset`` or any iterable; extra
     elements such as sample weights are ignored). Scores may be probabilities or logits. Returns
     ``{"top1": ..., "top5": ..., "num_examples": n}`` (keys follow ``ks``).
+
+    Example::
+
+        val, names = image_folder_dataset("flowers/", (224, 224))
+        evaluate_classifier(model, val)  # {"top1": ..., "top5": ..., "num_examples": ...}
     """
     if hasattr(model_or_predict_fn, "predict_on_batch"):
         predict = model_or_predict_fn.predict_on_batch

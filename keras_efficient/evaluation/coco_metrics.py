@@ -58,6 +58,11 @@ def load_coco_ground_truth(gt_json: str | os.PathLike[str] | Any, verbose: bool 
 
     Annotations without ``area`` get ``w * h`` and without ``iscrowd`` get 0, so hand-made
     ground truth evaluates without surprises.
+
+    Example::
+
+        gt = load_coco_ground_truth("annotations/instances_val.json")
+        gt.getImgIds()[:3]
     """
     coco_cls, _ = _pycocotools()
     if isinstance(gt_json, str | os.PathLike):
@@ -84,6 +89,11 @@ def detections_to_coco(image_id: int, boxes_yxyx: Any, scores: Any, classes: Any
     """``[K, 4]`` (ymin, xmin, ymax, xmax) pixel boxes + contiguous classes -> COCO results.
 
     ``label_map[c]`` is the original category id of contiguous class ``c``.
+
+    Example::
+
+        detections_to_coco(7, [[10, 20, 50, 80]], [0.9], [0], label_map=[1, 3, 7])
+        # [{"image_id": 7, "category_id": 1, "bbox": [20.0, 10.0, 60.0, 40.0], "score": 0.9}]
     """
     boxes = np.asarray(boxes_yxyx, dtype="float64").reshape(-1, 4)
     scores_ = np.asarray(scores, dtype="float64").reshape(-1)
@@ -172,6 +182,11 @@ def evaluate_detections(gt_json: str | os.PathLike[str] | Any,
     dropped). Returns the 12 :data:`COCO_METRIC_NAMES` as floats in [0, 1] (-1 without ground
     truth), ``per_class_AP`` ({category name: AP}, if ``per_class``), ``num_images`` and
     ``num_detections``; also written atomically to ``output_json`` if given.
+
+    Example::
+
+        metrics = evaluate_detections("instances_val.json", detections, output_json="m.json")
+        metrics["AP"], metrics["AP50"], metrics["per_class_AP"]
     """
     _, cocoeval_cls = _pycocotools()
     gt = load_coco_ground_truth(gt_json, verbose=verbose)
@@ -227,6 +242,12 @@ def evaluate_predict_fn(predict_fn: PredictFn, gt_json: str | os.PathLike[str] |
     original pixels), ``scores`` ``[K]`` and contiguous ``classes`` ``[K]``; ``label_map`` maps
     those to original category ids. Images are ``image_dir / file_name``. Other arguments as in
     :func:`evaluate_detections`.
+
+    Example::
+
+        model = inference_model(detector, spec)  # evaluation setting: class-aware NMS
+        metrics = evaluate_predict_fn(lambda images: predict(model, images),
+                                      "val/instances_val.json", "val/", label_map=data.category_ids)
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; received {batch_size}.")
@@ -257,7 +278,12 @@ def evaluate_predict_fn(predict_fn: PredictFn, gt_json: str | os.PathLike[str] |
 
 
 def format_metrics_table(metrics: Mapping[str, Any]) -> str:
-    """A readable text table of the COCO metrics (percent) and, if present, per-class AP."""
+    """A readable text table of the COCO metrics (percent) and, if present, per-class AP.
+
+    Example::
+
+        print(format_metrics_table(metrics))  # "AP  65.30" ... then per-class AP
+    """
 
     def pct(value: Any) -> str:
         return "n/a" if value is None or float(value) < 0 else f"{100 * float(value):.2f}"

@@ -25,6 +25,12 @@ def evaluate_detector(detector: keras.Model, spec: EfficientDetSpec,
     Uses the evaluation post-processing: top 5,000 (anchor, class) pairs, per-class NMS,
     ``max_detections`` per image; boxes are mapped back to each image's original pixels and
     classes to the original category ids through ``label_map`` (index -> id).
+
+    Example::
+
+        data = CocoDataset("annotations/instances_val.json")
+        metrics = evaluate_detector(detector, spec, "annotations/instances_val.json", "val/",
+                                    label_map=data.category_ids, output_json="metrics.json")
     """
     model = inference_model(detector, spec, class_aware=True, max_detections=max_detections,
                             score_threshold=score_threshold)

@@ -20,6 +20,12 @@ def predict(inference: keras.Model, images: Iterable[str | os.PathLike[str] | np
     the returned boxes are in the original image's pixels. One dict per image with ``boxes``
     ``[K, 4]`` (ymin, xmin, ymax, xmax), ``scores`` ``[K]`` and ``classes`` ``[K]``, sorted by
     score, keeping detections above ``score_threshold``.
+
+    Example::
+
+        model = inference_model(EfficientDetLite0(weights="coco"), spec, class_aware=False)
+        for found in predict(model, ["a.jpg", "b.png"], score_threshold=0.3):
+            found["boxes"], found["scores"], found["classes"]  # boxes in each image's pixels
     """
     size = (int(inference.input_shape[0][1]), int(inference.input_shape[0][2]))
     loaded = [load_image(source) for source in images]

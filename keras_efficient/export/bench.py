@@ -22,7 +22,12 @@ BENCH_FORMATS = ("saved_model", "float32", "float16", "dynamic", "int8")
 
 
 def keras_row(job: ExportJob, runs: int) -> dict[str, Any]:
-    """Latency of the Keras model itself (a compiled call at batch 1) and its weight bytes."""
+    """Latency of the Keras model itself (a compiled call at batch 1) and its weight bytes.
+
+    Example::
+
+        keras_row(job, runs=20)["latency_ms"]["2_threads"]  # the Keras model's own latency
+    """
     import tensorflow as tf
 
     model = job.model
@@ -40,7 +45,13 @@ def benchmark(job: ExportJob, output_dir: str | os.PathLike[str], *, runs: int =
               formats: Sequence[str] = BENCH_FORMATS, input_type: str = "uint8",
               log: Any = print) -> list[dict[str, Any]]:
     """Export ``job`` in ``formats`` into ``output_dir`` and return one row per format, Keras
-    first. The Keras row is timed by TensorFlow with its own thread pool (all cores)."""
+    first. The Keras row is timed by TensorFlow with its own thread pool (all cores).
+
+    Example::
+
+        rows = benchmark(fresh_detector_job(), "bench-out", runs=20)
+        print(format_table(rows))
+    """
     recipe = Recipe(name="bench", formats=tuple(formats), input_type=input_type,
                     latency_runs=runs, representative_count=len(job.representative),
                     metadata=False)
@@ -73,7 +84,12 @@ def _latency(row: dict[str, Any], key: str) -> float | None:
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The benchmark as a text table: format, MB, ms at 1 and 2 threads, ratio, accuracy."""
+    """The benchmark as a text table: format, MB, ms at 1 and 2 threads, ratio, accuracy.
+
+    Example::
+
+        print(format_table(rows))  # format, MB, ms 1 thr, ms 2 thr, vs fp32, accuracy
+    """
     base = next((_latency(r, "2_threads") for r in rows if r["format"] == "tflite-float32"),
                 None)
     lines = [f"{'format':<18}{'MB':>8}{'ms 1 thr':>10}{'ms 2 thr':>10}{'vs fp32':>9}  accuracy"]
@@ -88,7 +104,12 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def plot(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str) -> Path:
-    """A PNG with latency (2 threads) and size per format, side by side."""
+    """A PNG with latency (2 threads) and size per format, side by side.
+
+    Example::
+
+        plot(rows, "bench-out/bench.png", "efficientdet-lite0 (trained)")
+    """
     import matplotlib
 
     matplotlib.use("Agg")

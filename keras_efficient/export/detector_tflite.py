@@ -48,6 +48,11 @@ class PostprocessOptions:
     ``score_threshold`` is the main latency lever of the custom op: every anchor whose best
     score reaches it enters NMS (the reference export uses −inf, so all 19,206 anchors of
     Lite0 do). ``pre_nms_top_k`` caps the candidates of ``"builtin_nms"``.
+
+    Example::
+
+        options = PostprocessOptions(postprocess="builtin_nms", score_threshold=0.3)
+        payload = convert_detector(detector, spec, "float32", options=options)
     """
 
     postprocess: str = "custom_op"
@@ -71,7 +76,12 @@ class PostprocessOptions:
 
 
 def custom_op_signature(num_classes: int, options: PostprocessOptions) -> str:
-    """The ``experimental_implements`` text that makes the converter emit the custom op."""
+    """The ``experimental_implements`` text that makes the converter emit the custom op.
+
+    Example::
+
+        custom_op_signature(90, PostprocessOptions())  # 'name: "TFLite_Detection_PostProcess" ...'
+    """
     attributes: dict[str, tuple[str, Any]] = {
         "max_detections": ("i", options.max_detections),
         "max_classes_per_detection": ("i", 1),
@@ -89,7 +99,12 @@ def custom_op_signature(num_classes: int, options: PostprocessOptions) -> str:
 
 
 def export_anchors(spec: EfficientDetSpec, image_size: tuple[int, int]) -> np.ndarray:
-    """Anchors ``[N, 4]`` (yc, xc, h, w) normalised to the input, in the outputs' anchor order."""
+    """Anchors ``[N, 4]`` (yc, xc, h, w) normalised to the input, in the outputs' anchor order.
+
+    Example::
+
+        export_anchors(get_efficientdet_spec("lite0"), (320, 320)).shape  # (19206, 4)
+    """
     return normalized_center_size(generate_anchors(spec.anchor_spec(image_size)), image_size)
 
 
@@ -99,6 +114,10 @@ def write_anchors_csv(spec: EfficientDetSpec, image_size: tuple[int, int],
 
     Decoding, as the custom op does: ``yc = ty·h_a + yc_a``, ``xc = tx·w_a + xc_a``,
     ``h = exp(th)·h_a``, ``w = exp(tw)·w_a``.
+
+    Example::
+
+        write_anchors_csv(get_efficientdet_spec("lite0"), (320, 320), "export/anchors.csv")
     """
     anchors = export_anchors(spec, image_size)
     lines = ["yc,xc,h,w"] + [",".join(f"{v:.8g}" for v in row) for row in anchors]
@@ -136,7 +155,13 @@ def _builtin_nms(encodings: Any, scores: Any, anchors: np.ndarray,
 
 
 def serving_function(detector: Any, spec: EfficientDetSpec, options: PostprocessOptions) -> Any:
-    """``image [1, H, W, 3] float → dict of outputs`` for ``ExportArchive.add_endpoint``."""
+    """``image [1, H, W, 3] float → dict of outputs`` for ``ExportArchive.add_endpoint``.
+
+    Example::
+
+        serve = serving_function(detector, spec, PostprocessOptions(postprocess="none"))
+        serve(tf.zeros([1, 320, 320, 3]))  # {"box_encodings": ..., "class_scores": ...}
+    """
     height, width = static_input_shape(detector)[1:3]
     anchors = export_anchors(spec, (height, width))
     num_classes = int(detector.output["class_logits"].shape[-1])
@@ -166,7 +191,12 @@ def serving_function(detector: Any, spec: EfficientDetSpec, options: Postprocess
 
 def reorder_outputs(model: bytes, names: Sequence[str]) -> bytes:
     """Put the main subgraph's outputs in the order of ``names`` (signature output names) and
-    name each output tensor after its signature key."""
+    name each output tensor after its signature key.
+
+    Example::
+
+        payload = reorder_outputs(payload, DETECTION_OUTPUTS)  # boxes, classes, scores, count
+    """
     from ai_edge_litert.tools import flatbuffer_utils
 
     tree = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))

@@ -141,7 +141,15 @@ _COMPILED_CUSTOM_OP = "edgetpu-custom-op"
 
 
 class EdgeTPUCompilerError(RuntimeError):
-    """``edgetpu_compiler`` is missing, failed, or produced no model."""
+    """``edgetpu_compiler`` is missing, failed, or produced no model.
+
+    Example::
+
+        try:
+            compile_for_edgetpu("model_int8.tflite", "out/")
+        except EdgeTPUCompilerError as error:
+            print(error)  # not installed (with the install commands), failed, or timed out
+    """
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,7 +159,12 @@ class EdgeTPUCompilerError(RuntimeError):
 
 @dataclass
 class OpReport:
-    """One op: its position in execution order (-1: unknown), type, and where it runs."""
+    """One op: its position in execution order (-1: unknown), type, and where it runs.
+
+    Example::
+
+        [op for op in edgetpu_report("model_int8.tflite").ops if not op.mapped]
+    """
 
     index: int
     op: str
@@ -161,7 +174,14 @@ class OpReport:
 
 @dataclass
 class EdgeTPUReport:
-    """Per-op Edge TPU mapping, from the offline check or from ``edgetpu_compiler``."""
+    """Per-op Edge TPU mapping, from the offline check or from ``edgetpu_compiler``.
+
+    Example::
+
+        report = edgetpu_report("model_int8.tflite")
+        report.mapped_count, report.cpu_count, report.first_unmapped
+        print(report.table())  # the compiler's -s summary format
+    """
 
     ops: list[OpReport]
     source: str = "offline"
@@ -328,6 +348,11 @@ def edgetpu_report(model: str | os.PathLike[str] | bytes | bytearray) -> EdgeTPU
     cannot run; an op downstream of such a CPU op runs on the CPU too: with its own reason if
     it could not be mapped anyway, else :data:`AFTER_CUT`. Branches that do not depend on the
     CPU op (a detector's class head beside a dequantized box head) still map.
+
+    Example::
+
+        report = edgetpu_report(Path("export/lite0-edgetpu/model_int8.tflite"))
+        report.summary()["first_cpu_op"]  # e.g. {"index": ..., "op": "DEQUANTIZE", ...}
     """
     schema = _schema()
     data = _read_bytes(model)
@@ -392,7 +417,13 @@ def edgetpu_report(model: str | os.PathLike[str] | bytes | bytearray) -> EdgeTPU
 
 
 def find_compiler() -> str | None:
-    """The path of ``edgetpu_compiler`` on PATH, or None."""
+    """The path of ``edgetpu_compiler`` on PATH, or None.
+
+    Example::
+
+        if find_compiler() is None:
+            print(INSTALL_HINT)
+    """
     return shutil.which(COMPILER)
 
 
@@ -405,6 +436,10 @@ def parse_compiler_log(text: str) -> EdgeTPUReport:
     """An :class:`EdgeTPUReport` from edgetpu_compiler's ``-s`` output or its ``.log`` file.
 
     The compiler's summary does not give op positions: every op gets index -1.
+
+    Example::
+
+        report = parse_compiler_log(Path("model_int8_edgetpu.log").read_text())
     """
     ops: list[OpReport] = []
     in_table = False
@@ -435,6 +470,11 @@ def compile_for_edgetpu(path: str | os.PathLike[str], output_dir: str | os.PathL
 
     The compiler writes into a temporary folder inside ``output_dir``; its model (and its
     ``.log``) are moved into place only on success, so a failure leaves nothing behind.
+
+    Example::
+
+        compiled, report = compile_for_edgetpu("model_int8.tflite", "export/edgetpu")
+        print(report.table())
     """
     compiler = find_compiler()
     if compiler is None:

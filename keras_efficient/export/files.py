@@ -11,6 +11,10 @@ def write_bytes_atomic(path: str | os.PathLike[str], payload: bytes) -> Path:
     """Write ``payload`` to ``path`` through a temporary sibling and a rename.
 
     A failure at any point leaves no file at ``path`` (and no temporary file behind).
+
+    Example::
+
+        write_bytes_atomic("export/model.tflite", payload)
     """
     target = Path(path)
     if not target.parent.is_dir():
@@ -30,7 +34,12 @@ def write_bytes_atomic(path: str | os.PathLike[str], payload: bytes) -> Path:
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
-    """The sha256 of a file, streamed."""
+    """The sha256 of a file, streamed.
+
+    Example::
+
+        sha256_of("export/model.tflite")  # 64 hex digits
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

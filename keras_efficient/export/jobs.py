@@ -41,6 +41,14 @@ def trained_detector_job(train_dir: str | os.PathLike[str], *, count: int = 100,
 
     Calibrates on its training images; measures AP on ``eval_json`` or, when not given, on the
     ``val`` split beside the training annotations (the layout of the synthetic and COCO sets).
+
+    Example::
+
+        job = trained_detector_job("runs/demo/train")
+        export_model(job.model, load_recipe("android-int8"), "export/demo",
+                     representative=job.representative, weights_origin=job.weights_origin,
+                     spec=job.spec, labels=job.labels, category_ids=job.category_ids,
+                     held_out=job.held_out)
     """
     folder = Path(train_dir)
     config_path = folder / "train_config.json"
@@ -72,6 +80,10 @@ def variant_job(name: str, *, weights: str | None, representative: str | os.Path
 
     ``representative``: an image folder or COCO json to calibrate on; ``eval_json``: a
     COCO-format set for the detector AP check.
+
+    Example::
+
+        job = variant_job("b0", weights="imagenet", representative="photos/")
     """
     detector = name.lower().replace("_", "-").startswith("efficientdet")
     kwargs: dict[str, Any] = {"weights": weights}
@@ -91,6 +103,10 @@ def fresh_detector_job(name: str = "efficientdet-lite0", *, num_classes: int = 3
     """A freshly built (random-weight) detector calibrated on synthetic images.
 
     For trying the export path offline without trained weights; its accuracy means nothing.
+
+    Example::
+
+        rows = benchmark(fresh_detector_job(), "bench-out")  # offline, no trained weights
     """
     model = get_model(name, num_classes=num_classes)
     folder = Path(tempfile.mkdtemp(prefix="keras_efficient_export_"))

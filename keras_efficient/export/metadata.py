@@ -74,12 +74,25 @@ _INSTALL_HINT = (
 
 
 class MissingMetadataError(ValueError):
-    """The model has no ``TFLITE_METADATA`` entry."""
+    """The model has no ``TFLITE_METADATA`` entry.
+
+    Example::
+
+        try:
+            read_metadata("plain.tflite")
+        except MissingMetadataError:
+            ...
+    """
 
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """One input or output: its metadata (name = role) and the graph tensor it describes."""
+    """One input or output: its metadata (name = role) and the graph tensor it describes.
+
+    Example::
+
+        read_metadata("model.tflite").outputs[0]  # TensorInfo(name="probability", ...)
+    """
 
     name: str
     tensor_name: str
@@ -92,7 +105,13 @@ class TensorInfo:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What ``read_metadata`` finds in a model."""
+    """What ``read_metadata`` finds in a model.
+
+    Example::
+
+        info = read_metadata("model.tflite")
+        info.input_name, info.output_roles, info.labels, info.mean, info.std
+    """
 
     name: str
     description: str
@@ -165,6 +184,12 @@ def write_classifier_metadata(model: bytes, *, labels: Sequence[str], mean: Sequ
     Input ``image``: RGB ImageProperties, NormalizationOptions(``mean``, ``std``) and Stats
     of the input dtype (uint8: 0..255). Output ``probability``: FeatureProperties, Stats and
     ``labels.txt`` as TENSOR_AXIS_LABELS. ``len(labels)`` must equal the class dimension.
+
+    Example::
+
+        payload = write_classifier_metadata(convert(model, "int8", representative=images,
+                                                    input_type="uint8"),
+                                            labels=class_names, mean=[0.0], std=[1.0], name="b0")
     """
     fb = _metadata_schema()
     label_bytes = _labels_file(labels)
@@ -210,6 +235,13 @@ def write_detector_metadata(model: bytes, *, labels: Sequence[str], mean: Sequen
     TENSOR_VALUE_LABELS), ``score`` and ``number of detections``, with the first three grouped
     as ``detection_result``. When the outputs come from the op, its ports must be in that order
     and ``len(labels)`` must equal its ``num_classes``; otherwise the shapes are checked.
+
+    Example::
+
+        payload = write_detector_metadata(convert_detector(detector, spec, "int8",
+                                                           representative=images,
+                                                           input_type="uint8"),
+                                          labels=class_names, mean=[0.0], std=[1.0], name="lite0")
     """
     fb = _metadata_schema()
     label_bytes = _labels_file(labels)
@@ -248,7 +280,12 @@ def write_detector_metadata(model: bytes, *, labels: Sequence[str], mean: Sequen
 
 
 def read_metadata(model: bytes | bytearray | str | os.PathLike[str]) -> ModelInfo:
-    """The Task Library metadata of a model (bytes or a path), its packed files and labels."""
+    """The Task Library metadata of a model (bytes or a path), its packed files and labels.
+
+    Example::
+
+        read_metadata("export/demo/model_int8.tflite").labels  # ("circle", "square", ...)
+    """
     data = Path(model).read_bytes() if isinstance(model, str | os.PathLike) else bytes(model)
     fb = _metadata_schema()
     buffer = _metadata_buffer(data)
@@ -354,7 +391,13 @@ def _image_tensor(fb: Any, image: _GraphTensor, mean: Sequence[float], std: Sequ
 
 
 def min_parser_version(metadata: Any) -> str:
-    """The lowest metadata parser version that understands every member ``metadata`` uses."""
+    """The lowest metadata parser version that understands every member ``metadata`` uses.
+
+    Example::
+
+        min_parser_version(tree)  # "1.2.0" for a ModelMetadataT with output tensor groups
+        read_metadata(payload).min_parser_version  # the version written into a model
+    """
     used = _members_used(metadata, _metadata_schema())
     return ".".join(str(v) for v in max([_BASE_PARSER_VERSION, *(_ADDED_IN[m] for m in used)]))
 

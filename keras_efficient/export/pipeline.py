@@ -56,6 +56,11 @@ class ExportJob:
     ``spec`` marks a raw EfficientDet (``None`` for classifiers). ``labels`` name the classes
     (metadata, ``labels.txt``); ``category_ids`` are the dataset's ids of those classes (the
     SavedModel returns them); ``held_out`` is the COCO-format set for the detector AP check.
+
+    Example::
+
+        job = ExportJob(model, images, weights_origin="imagenet", labels=class_names)
+        rows = benchmark(job, "bench-out")
     """
 
     model: Any

@@ -32,7 +32,13 @@ RECIPE_DIR = Path(__file__).resolve().parents[2] / "export"
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """What to export for one deployment target."""
+    """What to export for one deployment target.
+
+    Example::
+
+        recipe = dataclasses.replace(load_recipe("android-int8"), score_threshold=0.3)
+        mine = Recipe(name="fp16", formats=("float16",), metadata=False)
+    """
 
     name: str
     formats: tuple[str, ...]
@@ -78,12 +84,23 @@ class Recipe:
 
 
 def available_recipes(directory: Path = RECIPE_DIR) -> list[str]:
-    """Names of the recipes in ``directory``."""
+    """Names of the recipes in ``directory``.
+
+    Example::
+
+        available_recipes()  # ["all", "android-int8", "edgetpu", "server"]
+    """
     return sorted(path.stem for path in directory.glob("*.json"))
 
 
 def load_recipe(name_or_path: str | os.PathLike[str], directory: Path = RECIPE_DIR) -> Recipe:
-    """A recipe by name (``android-int8``) or by path to a JSON file."""
+    """A recipe by name (``android-int8``) or by path to a JSON file.
+
+    Example::
+
+        load_recipe("edgetpu").formats  # ("int8",)
+        load_recipe("my_recipes/tablet.json")
+    """
     path = Path(name_or_path)
     if not path.suffix:
         path = directory / f"{name_or_path}.json"

@@ -15,6 +15,10 @@ def load_interpreter(path: str | os.PathLike[str], num_threads: int = 2) -> Any:
 
     Uses ``ai_edge_litert`` (install ``keras_efficient[export]``); falls back to
     ``tf.lite.Interpreter`` with a warning only when LiteRT is not installed.
+
+    Example::
+
+        interpreter = load_interpreter("model_int8.tflite", num_threads=2)
     """
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -47,7 +51,12 @@ def _is_raw_pixels(detail: dict[str, Any]) -> bool:
 
 def run(interpreter: Any, image: np.ndarray) -> list[np.ndarray]:
     """Invoke on one ``[1, H, W, 3]`` float image in [0, 255]; outputs in the model's order,
-    dequantized to float32."""
+    dequantized to float32.
+
+    Example::
+
+        [probabilities] = run(interpreter, image[None])  # float32 even for an int8 model
+    """
     detail = interpreter.get_input_details()[0]
     interpreter.set_tensor(detail["index"], _to_input(detail, np.asarray(image)))
     interpreter.invoke()
@@ -62,10 +71,20 @@ def run(interpreter: Any, image: np.ndarray) -> list[np.ndarray]:
 
 
 def op_histogram(interpreter: Any) -> dict[str, int]:
-    """How many times each op appears in the flatbuffer, by op name."""
+    """How many times each op appears in the flatbuffer, by op name.
+
+    Example::
+
+        op_histogram(interpreter)  # {"QUANTIZE": 1, "CONV_2D": 65, ...}
+    """
     return dict(Counter(op["op_name"] for op in interpreter._get_ops_details()))
 
 
 def tensor_types(interpreter: Any) -> dict[str, int]:
-    """How many tensors of each dtype the model holds (e.g. to find floats in an int8 model)."""
+    """How many tensors of each dtype the model holds (e.g. to find floats in an int8 model).
+
+    Example::
+
+        tensor_types(interpreter)  # {"int8": ..., "int32": ..., "float32": ...}
+    """
     return dict(Counter(np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()))

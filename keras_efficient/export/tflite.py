@@ -25,11 +25,24 @@ INPUT_TYPES = ("float32", "uint8", "int8")
 
 
 class ExportError(RuntimeError):
-    """An export step failed; the message names the step and the reason."""
+    """An export step failed; the message names the step and the reason.
+
+    Example::
+
+        try:
+            export_tflite(model, "model.tflite", "int8", representative=images)
+        except ExportError as error:
+            print(error)  # "TFLite conversion (int8) of ... failed: ..."
+    """
 
 
 def static_input_shape(model: Any) -> tuple[int, ...]:
-    """``(1, H, W, C)``: batch 1 and the model's static size, or a clear error."""
+    """``(1, H, W, C)``: batch 1 and the model's static size, or a clear error.
+
+    Example::
+
+        static_input_shape(EfficientNetB0(weights=None))  # (1, 224, 224, 3)
+    """
     dims = tuple(model.input_shape[1:])
     if any(d is None for d in dims):
         raise ValueError(
@@ -39,7 +52,12 @@ def static_input_shape(model: Any) -> tuple[int, ...]:
 
 
 def write_saved_model(model: Any, directory: str | os.PathLike[str]) -> None:
-    """A SavedModel with one ``serve`` endpoint taking a batch-1 float image."""
+    """A SavedModel with one ``serve`` endpoint taking a batch-1 float image.
+
+    Example::
+
+        write_saved_model(model, "tmp/saved_model")  # then convert_saved_model(...)
+    """
     import keras
 
     spec = tf.TensorSpec(static_input_shape(model), tf.float32, name="image")
@@ -79,6 +97,11 @@ def convert(model: Any, quantization: str = "float32", *,
     ``quantization``: ``float32``; ``float16`` (weights in fp16); ``dynamic`` (int8 weights,
     float activations); ``int8`` (full integer, calibrated on ``representative`` images; inputs
     of ``input_type`` uint8/int8/float32, outputs float so that consumers need no scales).
+
+    Example::
+
+        payload = convert(model, "float16")
+        payload = convert(model, "int8", representative=images, input_type="uint8")
     """
     check_options(quantization, input_type)
     shape = static_input_shape(model)
@@ -89,7 +112,12 @@ def convert(model: Any, quantization: str = "float32", *,
 
 
 def check_options(quantization: str, input_type: str) -> None:
-    """Reject unknown quantization / input type combinations with a clear message."""
+    """Reject unknown quantization / input type combinations with a clear message.
+
+    Example::
+
+        check_options("float16", "uint8")  # ValueError: uint8 input needs int8
+    """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}; received "
                          f"{quantization!r}.")
@@ -107,6 +135,11 @@ def convert_saved_model(folder: str | os.PathLike[str], quantization: str, *,
 
     ``custom_ops`` allows exactly the custom ops the graph declares (the detection
     post-process op); TF Select (Flex) ops are never enabled.
+
+    Example::
+
+        write_saved_model(model, "tmp/sm")
+        payload = convert_saved_model("tmp/sm", "dynamic", shape=(1, 224, 224, 3), name=model.name)
     """
     check_options(quantization, input_type)
     converter = tf.lite.TFLiteConverter.from_saved_model(os.fspath(folder),
@@ -146,5 +179,11 @@ def _configure(converter: Any, quantization: str, representative: Any, input_typ
 
 def export_tflite(model: Any, path: str | os.PathLike[str], quantization: str = "float32",
                   **kwargs: Any) -> Path:
-    """Convert and write atomically to ``path`` (nothing is written if conversion fails)."""
+    """Convert and write atomically to ``path`` (nothing is written if conversion fails).
+
+    Example::
+
+        export_tflite(EfficientNetLite0(weights="imagenet"), "lite0_int8.tflite", "int8",
+                      representative=images, input_type="uint8")
+    """
     return write_bytes_atomic(path, convert(model, quantization, **kwargs))

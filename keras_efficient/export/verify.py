@@ -35,7 +35,12 @@ PredictFn = Callable[[list[np.ndarray]], Detections]
 
 @dataclasses.dataclass(frozen=True)
 class HeldOutSet:
-    """A COCO-format set to measure detection AP on: annotations, images and how many."""
+    """A COCO-format set to measure detection AP on: annotations, images and how many.
+
+    Example::
+
+        held_out = HeldOutSet("val/instances_val.json", "val/", data.category_ids, max_images=50)
+    """
 
     annotations: str | os.PathLike[str]
     image_dir: str | os.PathLike[str]
@@ -44,7 +49,13 @@ class HeldOutSet:
 
 
 def compare_outputs(model: Any, path: Path, images: Sequence[np.ndarray]) -> dict[str, float]:
-    """max |Δ| per output (matched by shape), and top-1 agreement for ``[1, classes]`` outputs."""
+    """max |Δ| per output (matched by shape), and top-1 agreement for ``[1, classes]`` outputs.
+
+    Example::
+
+        compare_outputs(model, Path("model_float16.tflite"), images[:8])
+        # {"max_abs_delta": ..., "top1_agreement": ...}
+    """
     interpreter = load_interpreter(path)
     deltas: list[float] = []
     agree: list[bool] = []
@@ -68,7 +79,12 @@ def compare_outputs(model: Any, path: Path, images: Sequence[np.ndarray]) -> dic
 
 def keras_detector_predict_fn(detector: Any, spec: EfficientDetSpec,
                               options: PostprocessOptions) -> PredictFn:
-    """The Keras detector with the export's post-processing semantics, as a ``predict_fn``."""
+    """The Keras detector with the export's post-processing semantics, as a ``predict_fn``.
+
+    Example::
+
+        detection_ap(keras_detector_predict_fn(detector, spec, PostprocessOptions()), held_out)
+    """
     model = inference_model(detector, spec, class_aware=False,
                             max_detections=options.max_detections,
                             score_threshold=options.score_threshold,
@@ -87,6 +103,11 @@ def tflite_detector_predict_fn(path: Path, spec: EfficientDetSpec,
 
     ``"none"`` exports are decoded with this package's own NMS (same settings), so that all
     three post-processing choices are measured on the same footing.
+
+    Example::
+
+        detection_ap(tflite_detector_predict_fn(Path("lite0_int8.tflite"), spec,
+                                                PostprocessOptions()), held_out)
     """
     interpreter = load_interpreter(path)
     height, width = (int(d) for d in interpreter.get_input_details()[0]["shape"][1:3])
@@ -120,7 +141,12 @@ def tflite_detector_predict_fn(path: Path, spec: EfficientDetSpec,
 
 
 def detection_ap(predict_fn: PredictFn, held_out: HeldOutSet) -> dict[str, float]:
-    """COCO AP, AP50 and AP75 of ``predict_fn`` on the first ``max_images`` of ``held_out``."""
+    """COCO AP, AP50 and AP75 of ``predict_fn`` on the first ``max_images`` of ``held_out``.
+
+    Example::
+
+        detection_ap(predict_fn, held_out)  # {"AP": ..., "AP50": ..., "AP75": ...}
+    """
     from keras_efficient.evaluation.coco_metrics import load_coco_ground_truth
 
     gt = load_coco_ground_truth(held_out.annotations)
@@ -132,14 +158,24 @@ def detection_ap(predict_fn: PredictFn, held_out: HeldOutSet) -> dict[str, float
 
 
 def latency_ms(path: Path, image: np.ndarray, threads: int, runs: int) -> float:
-    """Median LiteRT invoke time (ms) of ``path`` on ``image`` after one warm-up run."""
+    """Median LiteRT invoke time (ms) of ``path`` on ``image`` after one warm-up run.
+
+    Example::
+
+        latency_ms(Path("model_int8.tflite"), images[0], threads=2, runs=20)
+    """
     interpreter = load_interpreter(path, num_threads=threads)
     run(interpreter, image)
     return median_ms(lambda: run(interpreter, image), runs)
 
 
 def median_ms(call: Callable[[], Any], runs: int) -> float:
-    """Median wall time of ``call()`` in ms over ``runs`` runs."""
+    """Median wall time of ``call()`` in ms over ``runs`` runs.
+
+    Example::
+
+        median_ms(lambda: model(images[0]), runs=10)
+    """
     times = []
     for _ in range(max(1, runs)):
         start = time.perf_counter()

@@ -17,6 +17,10 @@ class WeightedFusion(keras.layers.Layer):
     ``mode``: ``"fast"`` Σ relu(w_j)·x_j / (Σ relu(w_k) + ε); ``"softmax"`` Σ softmax(w)_j·x_j;
     ``"sum"`` x_0 + x_1 (+ x_2) as chained adds, with no weights (EdgeTPU-friendly: no ADD_N).
     The weights (one per input, initialised to 1.0) form a single vector named ``fusion_weights``.
+
+    Example::
+
+        fused = WeightedFusion("fast", name="fpn_cell0_node0_fusion")([p6, p7_upsampled])
     """
 
     def __init__(self, mode: str = "fast", epsilon: float = FAST_EPSILON, **kwargs: Any) -> None:

@@ -23,6 +23,10 @@ def same_padding(size: tuple[int | None, int | None], kernel_size: int
 
     TF pads asymmetrically (more at the bottom/right) when the input size is even; padding
     explicitly and convolving "valid" gives the same result on every backend and in TFLite.
+
+    Example::
+
+        same_padding((224, 224), 3)  # ((0, 1), (0, 1)): TF pads bottom/right on even sizes
     """
     half = kernel_size // 2
     pads = []
@@ -33,7 +37,12 @@ def same_padding(size: tuple[int | None, int | None], kernel_size: int
 
 
 def batch_norm(name: str) -> keras.layers.BatchNormalization:
-    """BatchNormalization with the reference momentum and epsilon."""
+    """BatchNormalization with the reference momentum and epsilon.
+
+    Example::
+
+        x = batch_norm("stem_bn")(x)
+    """
     return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
 
 
@@ -42,6 +51,10 @@ def conv_bn_act(x: Any, filters: int, kernel_size: int, *, strides: int = 1,
     """Conv (no bias) → BN → activation, named ``{name}conv``/``{name}bn``/``{name}activation``.
 
     Stride-2 convolutions pad explicitly (see :func:`same_padding`), in a ``{name}conv_pad`` layer.
+
+    Example::
+
+        x = conv_bn_act(image, 32, 3, strides=2, activation="swish", name="stem_")
     """
     padding = "same"
     if strides == 2:
@@ -58,7 +71,12 @@ def conv_bn_act(x: Any, filters: int, kernel_size: int, *, strides: int = 1,
 
 
 def squeeze_excite(x: Any, filters_in: int, se_ratio: float, activation: str, name: str) -> Any:
-    """Channel attention: pool → 1x1 reduce (to ``filters_in × se_ratio``) → 1x1 expand → gate."""
+    """Channel attention: pool → 1x1 reduce (to ``filters_in × se_ratio``) → 1x1 expand → gate.
+
+    Example::
+
+        x = squeeze_excite(x, filters_in=16, se_ratio=0.25, activation="swish", name="block2a_")
+    """
     filters = x.shape[-1]
     reduced = max(1, int(filters_in * se_ratio))
     se = keras.layers.GlobalAveragePooling2D(name=f"{name}se_squeeze")(x)
@@ -73,7 +91,13 @@ def squeeze_excite(x: Any, filters_in: int, se_ratio: float, activation: str, na
 
 
 def mbconv_block(inputs: Any, block: BlockSpec, activation: str) -> Any:
-    """One MBConv block: expand → depthwise → squeeze-excite → project (→ drop-connect + add)."""
+    """One MBConv block: expand → depthwise → squeeze-excite → project (→ drop-connect + add).
+
+    Example::
+
+        for block in expand_blocks(get_efficientnet_scaling("b0")):
+            x = mbconv_block(x, block, "swish")
+    """
     name = block.name
     filters = block.filters_in * block.expand_ratio
     x = inputs

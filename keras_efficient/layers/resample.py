@@ -10,7 +10,12 @@ from keras import ops
 
 
 def nearest_indices(source: int, target: int) -> np.ndarray:
-    """Source index of each target position: floor(i × source / target), no half-pixel centres."""
+    """Source index of each target position: floor(i × source / target), no half-pixel centres.
+
+    Example::
+
+        nearest_indices(3, 5)  # [0, 0, 1, 1, 2]
+    """
     return (np.arange(target) * source // target).astype("int32")
 
 
@@ -24,6 +29,10 @@ class NearestUpsample(keras.layers.Layer):
     ``half_pixel_centers=False`` (the same floor indexing), which converts to TFLite's
     ``RESIZE_NEAREST_NEIGHBOR``: a 4-D op the EdgeTPU maps, where a gather or a 6-D
     reshape/broadcast would leave the rest of the graph on the CPU. Other backends gather.
+
+    Example::
+
+        up = NearestUpsample(5, 5)(p7)  # a 3x3 P7 onto the 5x5 P6 of a 320 px input
     """
 
     def __init__(self, height: int, width: int, **kwargs: Any) -> None:

@@ -126,6 +126,11 @@ def load_backbone_weights(detector: keras.Model, backbone: EfficientNetScaling |
     """Copy a classifier's weights into the detector's backbone layers, by layer name.
 
     Returns the number of layers copied; the classifier's head (``top_*``) has no counterpart.
+
+    Example::
+
+        detector = EfficientDet("lite0", num_classes=3)
+        load_backbone_weights(detector, "lite0", "lite0_finetuned.weights.h5")
     """
     classifier = EfficientNet(backbone, include_top=False, weights=weights,
                               input_shape=(None, None, 3))

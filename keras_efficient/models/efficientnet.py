@@ -111,7 +111,12 @@ def _input_shape(scaling: EfficientNetScaling, input_shape: Sequence[int | None]
 
 
 def preprocessing_layers(scaling: EfficientNetScaling) -> list[keras.layers.Layer]:
-    """The in-graph pixel preprocessing of a variant (see the module docstring)."""
+    """The in-graph pixel preprocessing of a variant (see the module docstring).
+
+    Example::
+
+        layers = preprocessing_layers(get_efficientnet_scaling("lite0"))  # [Rescaling]
+    """
     if scaling.lite:
         return [keras.layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="rescaling")]
     return [
@@ -121,7 +126,12 @@ def preprocessing_layers(scaling: EfficientNetScaling) -> list[keras.layers.Laye
 
 
 def set_imagenet_normalization(model: keras.Model) -> None:
-    """Put the ImageNet mean and variance (std²) into the model's Normalization layer."""
+    """Put the ImageNet mean and variance (std²) into the model's Normalization layer.
+
+    Example::
+
+        set_imagenet_normalization(model)  # a B0-B7 or D0-D7x graph with a "normalization" layer
+    """
     layer = model.get_layer("normalization")
     mean = np.asarray(IMAGENET_MEAN_RGB, dtype="float32")
     variance = np.square(np.asarray(IMAGENET_STD_RGB, dtype="float32"))
@@ -208,6 +218,12 @@ def EfficientNetBackbone(scaling: EfficientNetScaling | str,
     ``levels`` picks from P1–P5 (strides 2–32): the output of the last block of stages 1, 2,
     3, 5 and 7. Built on the same graph as the classifier, so ``weights`` takes the classifier's
     ImageNet weights ("imagenet") or a classifier weights file; the unused head is dropped.
+
+    Example::
+
+        backbone = EfficientNetBackbone("b0", input_shape=(256, 256, 3))
+        features = backbone(images)  # {"P3": [B, 32, 32, 40], "P4": [B, 16, 16, 112],
+                                     #  "P5": [B, 8, 8, 320]}
     """
     if isinstance(scaling, str):
         scaling = get_efficientnet_scaling(scaling)

@@ -18,6 +18,10 @@ def preprocess_input(x: Any, data_format: str | None = None) -> Any:
 
     Every model here preprocesses inside the graph (see :func:`keras_efficient.EfficientNet`);
     pass float RGB pixels in [0, 255].
+
+    Example::
+
+        probabilities = model.predict(preprocess_input(images))  # same as model.predict(images)
     """
     del data_format
     return x
@@ -38,6 +42,12 @@ def decode_predictions(preds: Any, top: int = 5) -> list[list[tuple[str, str, fl
 
     The class index file is downloaded once into the Keras cache and verified by md5 (the same
     cache rules as the weights); an offline machine needs it placed there by hand.
+
+    Example::
+
+        model = EfficientNetB0(weights="imagenet")
+        [top5] = decode_predictions(model.predict(images[:1]), top=5)
+        wnid, label, score = top5[0]
     """
     array = np.asarray(preds)
     if array.ndim != 2 or array.shape[1] != 1000:

@@ -16,6 +16,15 @@ def train(config: DetectorTrainConfig | ClassifierTrainConfig,
 
     Returns :class:`~keras_efficient.training.fit.TrainResult` for detectors and the result
     dict of :func:`~keras_efficient.training.classifier.train_classifier` for classifiers.
+
+    Example::
+
+        result = train(DetectorTrainConfig(train_json="data/annotations/instances_train.json",
+                                           train_images="data/train", output_dir="runs/mine",
+                                           model="efficientdet-lite0", epochs=50, batch_size=16))
+        result.weights_path  # runs/mine/detector.weights.h5
+        metrics = train(ClassifierTrainConfig(train_images="flowers/", output_dir="runs/fl",
+                                              weights="imagenet"))["metrics"]  # top1, top5
     """
     if isinstance(config, DetectorTrainConfig):
         return train_detector(config, strategy=strategy)

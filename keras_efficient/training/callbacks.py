@@ -13,7 +13,15 @@ import keras
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss."""
+    """Training produced a NaN or infinite loss.
+
+    Example::
+
+        try:
+            model.fit(data, callbacks=[StopOnNonFiniteLoss()])
+        except NonFiniteLossError as error:
+            print(error)  # the epoch, the step and the likely causes
+    """
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -21,6 +29,10 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
     Raising (rather than ``stop_training``) keeps the epoch-end callbacks from writing a
     checkpoint of the broken weights: the last good checkpoint stays intact.
+
+    Example::
+
+        model.fit(data, epochs=10, callbacks=[StopOnNonFiniteLoss()])
     """
 
     def __init__(self) -> None:
@@ -47,6 +59,11 @@ class SaveWeights(keras.callbacks.Callback):
     """Write a model's weights to ``path`` after every epoch, atomically (temp + rename).
 
     Place it after ``SwapEMAWeights(swap_on_epoch=True)`` so that the EMA copy is saved.
+
+    Example::
+
+        callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True),
+                     SaveWeights(detector, "runs/mine/detector.weights.h5")]
     """
 
     def __init__(self, target: keras.Model, path: str | os.PathLike[str]) -> None:
@@ -65,7 +82,12 @@ class SaveWeights(keras.callbacks.Callback):
 
 
 class EpochLog(keras.callbacks.Callback):
-    """One line per epoch with the losses and the time taken (for non-interactive logs)."""
+    """One line per epoch with the losses and the time taken (for non-interactive logs).
+
+    Example::
+
+        model.fit(data, epochs=25, verbose=0, callbacks=[EpochLog(25)])  # "epoch 1/25 (12s) ..."
+    """
 
     def __init__(self, epochs: int, stream: Any = None) -> None:
         super().__init__()

@@ -21,7 +21,14 @@ from keras_efficient.training.strategy import choose_strategy
 
 @dataclasses.dataclass
 class ClassifierTrainConfig:
-    """Settings of ``train_classifier``; JSON-serialisable."""
+    """Settings of ``train_classifier``; JSON-serialisable.
+
+    Example::
+
+        config = ClassifierTrainConfig(train_images="flowers/", output_dir="runs/flowers",
+                                       model="efficientnetlite0", weights="imagenet",
+                                       freeze_backbone=True, epochs=5)
+    """
 
     train_images: str
     output_dir: str
@@ -49,6 +56,12 @@ def train_classifier(config: ClassifierTrainConfig,
     A new classifier head with one output per class folder is put on the backbone
     (``weights`` as for :func:`keras_efficient.EfficientNet`, without its ImageNet top).
     Writes ``classifier.weights.h5`` (after every epoch), ``labels.txt``, ``metrics.json``.
+
+    Example::
+
+        result = train_classifier(ClassifierTrainConfig(train_images="flowers/",
+                                                        output_dir="runs/flowers"))
+        result["metrics"]  # {"top1": ..., "top5": ..., "num_examples": ...}
     """
     keras.utils.set_random_seed(config.seed)
     out = Path(config.output_dir)

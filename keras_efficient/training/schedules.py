@@ -8,13 +8,24 @@ REFERENCE_LR_PER_64 = 0.08
 
 
 def scaled_learning_rate(batch_size: int, per_64: float = REFERENCE_LR_PER_64) -> float:
-    """The reference learning rate for ``batch_size`` (0.08 per 64 images, linear scaling)."""
+    """The reference learning rate for ``batch_size`` (0.08 per 64 images, linear scaling).
+
+    Example::
+
+        scaled_learning_rate(16)  # 0.02
+    """
     return per_64 * batch_size / 64.0
 
 
 def warmup_cosine(peak: float, total_steps: int, warmup_steps: int
                   ) -> keras.optimizers.schedules.LearningRateSchedule:
-    """Linear warm-up from 0 to ``peak`` over ``warmup_steps``, cosine to 0 at ``total_steps``."""
+    """Linear warm-up from 0 to ``peak`` over ``warmup_steps``, cosine to 0 at ``total_steps``.
+
+    Example::
+
+        schedule = warmup_cosine(0.08, total_steps=10_000, warmup_steps=500)
+        optimizer = keras.optimizers.SGD(schedule, momentum=0.9)
+    """
     if total_steps < 1:
         raise ValueError(f"total_steps must be at least 1; received {total_steps}.")
     warmup_steps = max(0, min(warmup_steps, total_steps - 1))

@@ -16,6 +16,12 @@ def with_targets(dataset: tf.data.Dataset, anchors: np.ndarray, num_classes: int
 
     Matching is vectorized over the batch (no Python loop over boxes) and runs inside the
     ``tf.data`` graph, in parallel with training.
+
+    Example::
+
+        anchors = generate_anchors(spec.anchor_spec())
+        pairs = with_targets(detection_dataset(data, (320, 320), batch_size=8, training=True),
+                             anchors, data.num_classes)  # (images, {"class_targets", ...})
     """
     anchor_tensor = tf.constant(anchors, tf.float32)
 

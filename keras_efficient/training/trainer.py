@@ -11,7 +11,12 @@ from keras_efficient.detection.losses import FocalLoss, detection_loss
 
 
 def conv_kernels(model: keras.Model) -> list[Any]:
-    """The trainable convolution and dense kernels (L2 decay applies to these only)."""
+    """The trainable convolution and dense kernels (L2 decay applies to these only).
+
+    Example::
+
+        decay = 4e-5 * 0.5 * sum(float(keras.ops.sum(k**2)) for k in conv_kernels(detector))
+    """
     kernels = []
     for weight in model.trainable_weights:
         name = weight.path.rsplit("/", 1)[-1]
@@ -26,6 +31,13 @@ class DetectionTrainer(keras.Model):
     The loss terms are reported as metrics (``class_loss``, ``box_loss``); L2 weight decay
     (``weight_decay`` × Σ‖w‖²/2 over conv kernels, the reference's form) is added to the loss.
     Save the wrapped ``detector``'s weights for inference; the trainer adds no weights.
+
+    Example::
+
+        trainer = DetectionTrainer(EfficientDet("lite0", num_classes=3))
+        trainer.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+        trainer.fit(with_targets(batches, anchors, 3), epochs=1, steps_per_epoch=10)
+        trainer.detector.save_weights("detector.weights.h5")
     """
 
     def __init__(self, detector: keras.Model, *, weight_decay: float = 4e-5,

@@ -30,11 +30,24 @@ NameMap = dict[str, Sequence[Source]]
 
 
 class CheckpointMismatchError(ValueError):
-    """The checkpoint and the model do not correspond one to one."""
+    """The checkpoint and the model do not correspond one to one.
+
+    Example::
+
+        try:
+            load_efficientnet_checkpoint(model, prefix, scaling, include_top=True)
+        except CheckpointMismatchError as error:
+            print(error)  # the unmatched layers and unused variables; nothing was assigned
+    """
 
 
 def checkpoint_prefix(path: str | os.PathLike[str]) -> str | None:
-    """The checkpoint prefix at ``path`` (a prefix or a directory holding one), else None."""
+    """The checkpoint prefix at ``path`` (a prefix or a directory holding one), else None.
+
+    Example::
+
+        checkpoint_prefix("efficientnet-lite0/")  # the prefix of the checkpoint in the folder
+    """
     path = os.fspath(path)
     if os.path.exists(path + ".index"):
         return path
@@ -51,7 +64,12 @@ def checkpoint_prefix(path: str | os.PathLike[str]) -> str | None:
 
 
 def read_checkpoint(prefix: str) -> dict[str, np.ndarray]:
-    """All variables of a checkpoint as numpy arrays, by name."""
+    """All variables of a checkpoint as numpy arrays, by name.
+
+    Example::
+
+        variables = read_checkpoint(prefix)  # {"efficientnet-lite0/stem/conv2d/kernel": ...}
+    """
     import tensorflow as tf
 
     reader = tf.train.load_checkpoint(prefix)
@@ -68,6 +86,11 @@ def efficientnet_name_map(scaling: EfficientNetScaling, scope: str | None = None
 
     ``scope`` is the checkpoint's backbone prefix (``efficientnet-lite0`` by default; detector
     checkpoints use the same names under their backbone scope).
+
+    Example::
+
+        efficientnet_name_map(get_efficientnet_scaling("lite0"))["stem_conv"]
+        # ["efficientnet-lite0/stem/conv2d/kernel"]
     """
     scope = scope or scaling.checkpoint_scope
     names: NameMap = {
@@ -116,6 +139,11 @@ def assign_from_checkpoint(model: Any, variables: Mapping[str, np.ndarray], name
     (except training state, EMA copies, names starting with one of ``unused_ok`` and the layers
     skipped). Otherwise :class:`CheckpointMismatchError` names the leftovers; nothing is assigned
     unless everything matches. Returns counts of assigned weights and EMA copies used.
+
+    Example::
+
+        counts = assign_from_checkpoint(model, read_checkpoint(prefix),
+                                        efficientnet_name_map(scaling))  # {"assigned", "ema"}
     """
     layers = {layer.name: layer for layer in _layers_with_weights(model)}
     missing_layers = sorted(set(layers) - set(name_map) - set(skip_layers))
@@ -185,7 +213,13 @@ def assign_from_checkpoint(model: Any, variables: Mapping[str, np.ndarray], name
 
 def load_efficientnet_checkpoint(model: Any, prefix: str, scaling: EfficientNetScaling,
                                  include_top: bool) -> dict[str, int]:
-    """Load an official EfficientNet/-Lite classifier checkpoint into our classifier model."""
+    """Load an official EfficientNet/-Lite classifier checkpoint into our classifier model.
+
+    Example::
+
+        load_efficientnet_checkpoint(EfficientNetLite0(weights=None), "lite0/model.ckpt",
+                                     get_efficientnet_scaling("lite0"), include_top=True)
+    """
     variables = read_checkpoint(prefix)
     scope = scaling.checkpoint_scope
     unused = () if include_top else (f"{scope}/head/dense/",)

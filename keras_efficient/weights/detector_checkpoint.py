@@ -34,7 +34,13 @@ def _sep(scope: str) -> list[str]:
 
 
 def efficientdet_name_map(spec: EfficientDetSpec, fusion: str | None = None) -> NameMap:
-    """Our detector layer names -> the automl checkpoint variable names."""
+    """Our detector layer names -> the automl checkpoint variable names.
+
+    Example::
+
+        efficientdet_name_map(get_efficientdet_spec("d0"))["resample_p6_conv"]
+        # ["resample_p6/conv2d/kernel", "resample_p6/conv2d/bias"]
+    """
     scaling = spec.backbone_scaling
     names: NameMap = dict(efficientnet_name_map(scaling, spec.checkpoint_scope,
                                                  include_top=False, include_head=False))
@@ -86,6 +92,12 @@ def load_efficientdet_checkpoint(model: Any, prefix: str, spec: EfficientDetSpec
 
     ``skip_class_predictor`` keeps the model's own class predictor (a different number of
     classes) and ignores the checkpoint's.
+
+    Example::
+
+        detector = EfficientDet("d0", num_classes=20)
+        load_efficientdet_checkpoint(detector, "efficientdet-d0/model", get_efficientdet_spec("d0"),
+                                     skip_class_predictor=True)
     """
     skip = ("normalization", "class_net_predict") if skip_class_predictor else ("normalization",)
     return assign_from_checkpoint(

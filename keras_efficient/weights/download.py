@@ -61,6 +61,10 @@ def keras_cache_dir(subdir: str = "models") -> Path:
 
     As in Keras, when ``KERAS_HOME`` is unset and the home directory is not
     writable, ``<tmp>/.keras/<subdir>`` is used instead.
+
+    Example::
+
+        keras_cache_dir()  # ~/.keras/models (or $KERAS_HOME/models)
     """
     keras_home = os.environ.get("KERAS_HOME")
     if keras_home:
@@ -81,6 +85,13 @@ class WeightsDownloadError(OSError):
 
     The message names the URL, the cache path, the cause, and how to place
     the file by hand (for offline machines or blocked networks).
+
+    Example::
+
+        try:
+            EfficientNetB0(weights="imagenet")
+        except WeightsDownloadError as error:
+            print(error.url, error.path)  # where to put the file by hand
     """
 
     def __init__(
@@ -117,7 +128,12 @@ class WeightsDownloadError(OSError):
 
 
 def file_hash(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
-    """Return the hex digest of a file, read in chunks (``algorithm`` as in hashlib)."""
+    """Return the hex digest of a file, read in chunks (``algorithm`` as in hashlib).
+
+    Example::
+
+        file_hash("efficientnetb0.h5", "md5")  # "902e53a9f72be733fc0bcb005b3ebbac"
+    """
     return _file_digests(Path(path), (algorithm,))[algorithm]
 
 
@@ -501,6 +517,11 @@ def fetch(
         WeightsDownloadError: The download failed or did not match its checksum
             (``KeyboardInterrupt`` propagates unchanged). No partial file is kept.
         ValueError: ``filename`` is not a plain name or a checksum is malformed.
+
+    Example::
+
+        path = fetch("https://storage.googleapis.com/keras-applications/efficientnetb0.h5",
+                     "efficientnetb0.h5", md5="902e53a9f72be733fc0bcb005b3ebbac")
     """
     _check_filename(filename)
     md5 = _normalize_hash(md5, "md5")
@@ -604,6 +625,10 @@ def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) 
     directory is renamed to ``dest``. A ``dest`` holding a complete extraction
     is returned as is (the archive is not read); an empty ``dest`` directory is
     replaced; any other existing ``dest`` raises ``FileExistsError``.
+
+    Example::
+
+        folder = safe_extract("efficientnet-lite0.tar.gz", cache / "efficientnet-lite0_extracted")
     """
     archive = Path(archive)
     dest = Path(dest)

@@ -23,7 +23,12 @@ from keras_efficient.weights.checkpoint import checkpoint_prefix, load_efficient
 
 
 def is_weights_source(path: Any) -> bool:
-    """True if ``path`` names an existing weights file or TF checkpoint."""
+    """True if ``path`` names an existing weights file or TF checkpoint.
+
+    Example::
+
+        is_weights_source("b0.weights.h5"), is_weights_source("imagenet")  # (True, False)
+    """
     if not isinstance(path, str | os.PathLike):
         return False
     return os.path.isfile(path) or checkpoint_prefix(path) is not None
@@ -36,6 +41,11 @@ def fix_imagenet_variance(model: Any) -> bool:
     variance slot (keras then adds a hidden extra rescaling). Our graph has no such rescaling,
     so a variance equal to the standard deviations is squared here; the model then computes
     exactly ``(x / 255 - mean) / std``, as keras.applications' ImageNet model does.
+
+    Example::
+
+        model.load_weights("efficientnetb0.h5")  # a keras.applications file
+        fix_imagenet_variance(model)  # True: the variance slot held standard deviations
     """
     try:
         layer = model.get_layer("normalization")
@@ -55,6 +65,11 @@ def load_weights_file(model: Any, path: str | os.PathLike[str],
     """Load ``path`` into ``model`` (see the module docstring for the supported kinds).
 
     ``scaling`` is needed for TF checkpoints when the model's name is not a variant name.
+
+    Example::
+
+        load_weights_file(model, "runs/flowers/classifier.weights.h5")
+        load_weights_file(model, "efficientnet-lite0/", get_efficientnet_scaling("lite0"))
     """
     name = os.fspath(path)
     if name.endswith((".weights.h5", ".keras", ".weights.json")):

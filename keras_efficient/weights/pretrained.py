@@ -17,13 +17,23 @@ from keras_efficient.weights.registry import WeightFile, coco_weights, imagenet_
 
 
 def fetch_weight_file(entry: WeightFile, progress: bool = True) -> Path:
-    """Download (or reuse from the Keras cache) and verify one registry file."""
+    """Download (or reuse from the Keras cache) and verify one registry file.
+
+    Example::
+
+        path = fetch_weight_file(imagenet_weights("efficientnetb0", include_top=True))
+    """
     return fetch(entry.resolved_url, entry.filename, md5=entry.md5,
                  sha256=entry.pinned_sha256, progress=progress)
 
 
 def fetch_checkpoint(entry: WeightFile, progress: bool = True) -> str:
-    """Download and safely extract a checkpoint tarball; return the checkpoint prefix."""
+    """Download and safely extract a checkpoint tarball; return the checkpoint prefix.
+
+    Example::
+
+        prefix = fetch_checkpoint(coco_weights("efficientdet-lite0"))
+    """
     archive = fetch_weight_file(entry, progress=progress)
     stem = entry.filename.removesuffix(".tar.gz").removesuffix(".tgz")
     # The extraction is keyed by the verified archive's content: an archive downloaded again
@@ -44,7 +54,12 @@ def fetch_checkpoint(entry: WeightFile, progress: bool = True) -> str:
 
 
 def load_pretrained(model: Any, variant: str, include_top: bool) -> None:
-    """Load the ImageNet weights of ``variant`` into ``model``."""
+    """Load the ImageNet weights of ``variant`` into ``model``.
+
+    Example::
+
+        load_pretrained(model, "efficientnetlite0", include_top=True)  # weights="imagenet"
+    """
     entry = imagenet_weights(variant, include_top)
     if entry.format == "keras_h5":
         load_weights_file(model, fetch_weight_file(entry))
@@ -63,6 +78,10 @@ def load_coco(model: Any, spec: EfficientDetSpec, num_classes: int,
     The converted weights (90 classes) are cached as ``<name>_coco.weights.h5`` beside the
     tarball and written atomically. With another ``num_classes`` everything but the class
     predictor is loaded, and a warning says so.
+
+    Example::
+
+        load_coco(detector, get_efficientdet_spec("lite0"), num_classes=90)  # weights="coco"
     """
     if fusion is not None and fusion != spec.fusion:
         raise ValueError(

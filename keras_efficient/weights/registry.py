@@ -34,7 +34,13 @@ _PINS: dict[str, str] = {}
 
 @dataclasses.dataclass(frozen=True)
 class WeightFile:
-    """One downloadable file: its URL, cache file name, checksum and format."""
+    """One downloadable file: its URL, cache file name, checksum and format.
+
+    Example::
+
+        entry = imagenet_weights("efficientnetb0", include_top=False)
+        entry.filename, entry.md5, entry.resolved_url
+    """
 
     url: str
     filename: str
@@ -53,7 +59,14 @@ class WeightFile:
 
 
 def resolve_url(url: str) -> str:
-    """Rewrite ``url`` onto the mirror named by ``KERAS_EFFICIENT_WEIGHTS_MIRROR``, if set."""
+    """Rewrite ``url`` onto the mirror named by ``KERAS_EFFICIENT_WEIGHTS_MIRROR``, if set.
+
+    Example::
+
+        os.environ["KERAS_EFFICIENT_WEIGHTS_MIRROR"] = "https://mirror.example/root"
+        resolve_url("https://storage.googleapis.com/keras-applications/efficientnetb0.h5")
+        # "https://mirror.example/root/keras-applications/efficientnetb0.h5"
+    """
     mirror = os.environ.get(MIRROR_ENV)
     if not mirror:
         return url
@@ -62,7 +75,12 @@ def resolve_url(url: str) -> str:
 
 
 def pin_sha256(filename: str, sha256: str) -> None:
-    """Require ``filename`` (e.g. ``"efficientnet-lite0.tar.gz"``) to have this sha256."""
+    """Require ``filename`` (e.g. ``"efficientnet-lite0.tar.gz"``) to have this sha256.
+
+    Example::
+
+        pin_sha256("efficientnet-lite0.tar.gz", digest)  # 64 hex digits, checked on every use
+    """
     digest = sha256.strip().lower()
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise ValueError(f"A sha256 pin must be 64 hex digits; received {sha256!r}.")
@@ -70,7 +88,12 @@ def pin_sha256(filename: str, sha256: str) -> None:
 
 
 def imagenet_weights(variant: str, include_top: bool) -> WeightFile:
-    """The ImageNet weight file of ``variant`` (a scaling-table name such as ``efficientnetb0``)."""
+    """The ImageNet weight file of ``variant`` (a scaling-table name such as ``efficientnetb0``).
+
+    Example::
+
+        imagenet_weights("efficientnetlite0", include_top=True).format  # "tf_checkpoint_tarball"
+    """
     if variant.startswith("efficientnetlite"):
         number = variant.removeprefix("efficientnetlite")
         filename = f"efficientnet-lite{number}.tar.gz"
@@ -98,7 +121,12 @@ AUTOML_LITE_COCO_URL = "https://storage.googleapis.com/cloud-tpu-checkpoints/eff
 
 
 def coco_weights(detector: str) -> WeightFile:
-    """The official COCO checkpoint tarball of an EfficientDet row (``efficientdet-d0`` ...)."""
+    """The official COCO checkpoint tarball of an EfficientDet row (``efficientdet-d0`` ...).
+
+    Example::
+
+        coco_weights("efficientdet-d0").url  # ".../efficientdet/coco2/efficientdet-d0.tar.gz"
+    """
     if detector.startswith("efficientdet-lite"):
         filename = f"{detector}.tgz"
         return WeightFile(AUTOML_LITE_COCO_URL + filename, filename, "tf_checkpoint_tarball")
