@@ -60,13 +60,14 @@ class PostprocessOptions:
     score_threshold: float = 0.05
     iou_threshold: float = 0.5
     pre_nms_top_k: int = 1000
+    op_top_k: int = 0
 
     def __post_init__(self) -> None:
         if self.postprocess not in POSTPROCESS:
             raise ValueError(f"postprocess must be one of {POSTPROCESS}; received "
                              f"{self.postprocess!r}.")
-        if self.max_detections < 1 or self.pre_nms_top_k < 1:
-            raise ValueError("max_detections and pre_nms_top_k must be >= 1.")
+        if self.max_detections < 1 or self.pre_nms_top_k < 1 or self.op_top_k < 0:
+            raise ValueError("max_detections and pre_nms_top_k must be >= 1, op_top_k >= 0.")
         if not 0.0 < self.iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1]; received {self.iou_threshold}.")
 
@@ -181,8 +182,14 @@ def serving_function(detector: Any, spec: EfficientDetSpec, options: Postprocess
             return {"box_encodings": encodings, "class_scores": scores}
         if options.postprocess == "builtin_nms":
             return _builtin_nms(encodings, scores, anchors, options)
+        anchor_boxes = tf.constant(anchors)
+        if 0 < options.op_top_k < anchors.shape[0]:
+            _, index = tf.math.top_k(tf.reduce_max(scores[0], axis=-1), k=options.op_top_k)
+            encodings = tf.gather(encodings, index, axis=1)
+            scores = tf.gather(scores, index, axis=1)
+            anchor_boxes = tf.gather(anchor_boxes, index)
         boxes, classes, scores_out, count = detection_postprocess(
-            encodings, scores, tf.constant(anchors))
+            encodings, scores, anchor_boxes)
         return {"detection_boxes": boxes, "detection_classes": classes,
                 "detection_scores": scores_out, "num_detections": count}
 

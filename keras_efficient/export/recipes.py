@@ -8,8 +8,8 @@ A recipe names the formats to produce and their settings, e.g. ``export/android-
 
 ``formats``: any of ``saved_model``, ``float32``, ``float16``, ``dynamic``, ``int8``.
 Detector-only keys: ``postprocess`` (``custom_op``, ``builtin_nms`` or ``none``),
-``score_threshold``, ``iou_threshold``, ``max_detections``, ``pre_nms_top_k`` and
-``eval_images`` (held-out images for the AP check). ``metadata`` writes Android Task Library
+``score_threshold``, ``iou_threshold``, ``max_detections``, ``pre_nms_top_k``, ``op_top_k``
+and ``eval_images`` (held-out images for the AP check). ``metadata`` writes Android Task Library
 metadata into every ``.tflite``; ``edgetpu`` adds the EdgeTPU report to int8 exports and
 compiles them when ``edgetpu_compiler`` is installed.
 """
@@ -52,6 +52,7 @@ class Recipe:
     iou_threshold: float = 0.5
     max_detections: int = 100
     pre_nms_top_k: int = 1000
+    op_top_k: int = 0
     eval_images: int = 50
     metadata: bool = True
     edgetpu: bool = False
@@ -80,7 +81,8 @@ class Recipe:
                                   max_detections=self.max_detections,
                                   score_threshold=self.score_threshold,
                                   iou_threshold=self.iou_threshold,
-                                  pre_nms_top_k=self.pre_nms_top_k)
+                                  pre_nms_top_k=self.pre_nms_top_k,
+                                  op_top_k=self.op_top_k)
 
 
 def available_recipes(directory: Path = RECIPE_DIR) -> list[str]:

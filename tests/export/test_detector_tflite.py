@@ -85,17 +85,20 @@ def our_detections(logits, regressions, max_detections=100):
     return boxes[0] / SIZE, scores[0], classes[0], int(count[0])
 
 
-@pytest.mark.parametrize("postprocess", ["custom_op", "builtin_nms"])
-def test_postprocess_equals_our_decoding_and_nms(fixed_detector, postprocess):
+@pytest.mark.parametrize(("postprocess", "op_top_k"), [("custom_op", 0), ("custom_op", 200),
+                                                      ("builtin_nms", 0)])
+def test_postprocess_equals_our_decoding_and_nms(fixed_detector, postprocess, op_top_k):
     model, logits, regressions = fixed_detector
-    payload = convert_detector(model, tiny_spec(), "float32",
-                               options=PostprocessOptions(postprocess, score_threshold=THRESHOLD))
+    options = PostprocessOptions(postprocess, score_threshold=THRESHOLD, op_top_k=op_top_k)
+    payload = convert_detector(model, tiny_spec(), "float32", options=options)
     interpreter = interpreter_for(payload)
     names = [d["name"] for d in interpreter.get_output_details()]
     assert names == list(DETECTION_OUTPUTS)
     boxes, classes, scores, count = run(interpreter, np.zeros((1, SIZE, SIZE, 3), "float32"))
     want_boxes, want_scores, want_classes, want_count = our_detections(logits, regressions)
     assert want_count > 10
+    if op_top_k:  # the top-k keeps every anchor above the threshold here, so nothing changes
+        assert np.sum(1 / (1 + np.exp(-logits.max(axis=-1))) > THRESHOLD) <= op_top_k
     assert int(count[0]) == want_count
     np.testing.assert_allclose(scores[0, :want_count], want_scores[:want_count], atol=1e-5)
     np.testing.assert_array_equal(classes[0, :want_count].astype(int),
@@ -103,6 +106,7 @@ def test_postprocess_equals_our_decoding_and_nms(fixed_detector, postprocess):
     np.testing.assert_allclose(boxes[0, :want_count], want_boxes[:want_count], atol=1e-5)
     ops = op_histogram(interpreter)
     assert ("TFLite_Detection_PostProcess" in ops) == (postprocess == "custom_op")
+    assert ("TOPK_V2" in ops) == (postprocess == "builtin_nms" or op_top_k > 0)
     assert not any(op.startswith("Flex") for op in ops)
 
 
