@@ -8,6 +8,7 @@ PYTEST_ARGS ?=
 MODEL ?= demo
 RECIPE ?=
 WEIGHTS ?=
+REPRESENTATIVE ?=
 
 .PHONY: install demo test test-slow test-notebooks lint bench export-tflite clean
 
@@ -45,9 +46,9 @@ bench: $(STAMP) ## latency of our models vs keras.applications, side by side
 	$(PY) benchmarks/training_throughput.py
 	$(PY) benchmarks/export_latency.py
 
-export-tflite: $(STAMP) ## TFLite export with a recipe (MODEL=demo|name WEIGHTS=path RECIPE=name)
+export-tflite: $(STAMP) ## export with a recipe (MODEL=demo|name WEIGHTS=path RECIPE=name REPRESENTATIVE=dir|json)
 	$(PY) -m keras_efficient.cli export --model $(MODEL) $(if $(RECIPE),--recipe $(RECIPE)) \
-		$(if $(WEIGHTS),--weights $(WEIGHTS))
+		$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(REPRESENTATIVE),--representative $(REPRESENTATIVE))
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -58,7 +58,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from keras_efficient.models import get_model
     from keras_efficient.models.profile import count_macs
 
-    model = get_model(args.name, weights=None, include_top=not args.no_top)
+    detector = args.name.lower().replace("_", "-").startswith("efficientdet")
+    if detector and args.no_top:
+        raise ValueError("--no-top applies to classifiers; a detector has no classifier top.")
+    model = get_model(args.name, weights=None, **({} if detector else
+                                                  {"include_top": not args.no_top}))
     model.summary(line_length=110, expand_nested=False)
     print(f"{model.name}: {model.count_params():,} parameters, "
           f"{count_macs(model) / 1e9:.3f} B MACs at {model.input_shape[1:3]}")

@@ -69,7 +69,9 @@ def run_demo(config: DemoConfig | None = None, log: Any = print) -> dict[str, An
     def step(message: str) -> None:
         log(f"[{time.perf_counter() - started:6.0f}s] {message}")
 
-    step(f"1/4 synthetic COCO dataset: {config.num_train} train + {config.num_val} val images "
+    total = 5 if config.export_int8 else 4
+    step(f"1/{total} synthetic COCO dataset: {config.num_train} train + {config.num_val} val "
+         "images "
          f"of {config.image_size}px ({config.difficulty}) in {out / 'data'}")
     data = make_detection_dataset(out / "data", num_train=config.num_train,
                                   num_val=config.num_val,
@@ -86,19 +88,20 @@ def run_demo(config: DemoConfig | None = None, log: Any = print) -> dict[str, An
         optimizer=config.optimizer,
         weight_decay=config.weight_decay, ema_decay=config.ema_decay,
         scale_range=config.scale_range, seed=config.seed, verbose=0)
-    step(f"2/4 training EfficientDet-Lite0 at {config.image_size}px from scratch: "
+    step(f"2/{total} training EfficientDet-Lite0 at {config.image_size}px from scratch: "
          f"{config.epochs} epochs x {config.steps_per_epoch} steps x {config.batch_size} images "
          "(the first epoch includes graph compilation)")
     result = train_detector(train_config)
 
-    step("3/4 COCO evaluation on the val split")
+    step(f"3/{total} COCO evaluation on the val split")
     val = data.coco("val")
     metrics = evaluate_detector(result.detector, result.spec, data.val_json,
                                 data.val_images_dir, label_map=val.category_ids,
                                 progress=False, output_json=out / "metrics.json")
     log(format_metrics_table(metrics))
 
-    step(f"4/4 drawing {config.num_drawn} val images with detections into {out / 'detections'}")
+    step(f"4/{total} drawing {config.num_drawn} val images with detections into "
+         f"{out / 'detections'}")
     model = inference_model(result.detector, result.spec, class_aware=False)
     paths = [Path(record.path) for record in val.records[:config.num_drawn]]
     drawn = out / "detections"

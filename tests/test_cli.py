@@ -13,6 +13,13 @@ def test_summary(capsys):
     assert "efficientnetlite0: 4,694,024 parameters, 0.385 B MACs at (224, 224)" in out
 
 
+def test_summary_of_a_detector(capsys):
+    assert main(["summary", "efficientdet-lite0"]) == 0
+    out = capsys.readouterr().out
+    assert "efficientdet-lite0: 3,290,606 parameters, 1.462 B MACs at (320, 320)" in out
+    assert main(["summary", "efficientdet-lite0", "--no-top"]) == 2
+
+
 def test_classify_generated_image_prints_top5(capsys):
     assert main(["classify", "--weights", "none"]) == 0
     out = capsys.readouterr().out
@@ -85,7 +92,7 @@ def test_demo_runs_end_to_end_on_a_tiny_configuration(tmp_path):
     assert len(list((tmp_path / "demo" / "detections").glob("*.png"))) == 2
     assert (tmp_path / "demo" / "metrics.json").exists()
     text = "\n".join(lines)
-    assert "4/4" in text and "AP50" in text and "5/5 int8 TFLite export" in text
+    assert "4/5" in text and "AP50" in text and "5/5 int8 TFLite export" in text
     assert "TFLite int8" in text and "Number of operations that will run on Edge TPU" in text
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert set(summary["int8"]["int8"]) == {"AP", "AP50", "AP75"}
