@@ -32,7 +32,12 @@ import tensorflow as tf
 from keras_efficient.configs.efficientdet import EfficientDetSpec
 from keras_efficient.detection.anchors import generate_anchors, normalized_center_size
 from keras_efficient.export.files import write_bytes_atomic
-from keras_efficient.export.tflite import check_options, convert_saved_model, static_input_shape
+from keras_efficient.export.tflite import (
+    check_options,
+    check_representative,
+    convert_saved_model,
+    static_input_shape,
+)
 
 POSTPROCESS = ("none", "builtin_nms", "custom_op")
 CUSTOM_OP_NAME = "TFLite_Detection_PostProcess"
@@ -244,6 +249,7 @@ def convert_detector(detector: Any, spec: EfficientDetSpec, quantization: str = 
     options = options or PostprocessOptions()
     check_options(quantization, input_type)
     shape = static_input_shape(detector)
+    representative = check_representative(representative, quantization, shape)
     if not isinstance(getattr(detector, "output", None), dict) or "class_logits" not in (
             detector.output):
         raise ValueError(f"{detector.name} is not a raw EfficientDet (its outputs must be the "

@@ -105,10 +105,23 @@ def convert(model: Any, quantization: str = "float32", *,
     """
     check_options(quantization, input_type)
     shape = static_input_shape(model)
+    representative = check_representative(representative, quantization, shape)
     with tempfile.TemporaryDirectory() as folder:
         write_saved_model(model, folder)
         return convert_saved_model(folder, quantization, shape=shape, name=model.name,
                                    representative=representative, input_type=input_type)
+
+
+def check_representative(images: Iterable[np.ndarray] | None, quantization: str,
+                         shape: tuple[int, ...]) -> list[np.ndarray] | None:
+    """The representative images as a list, checked before any conversion work starts."""
+    if quantization != "int8":
+        return None if images is None else list(images)
+    if images is None:
+        raise ValueError("quantization='int8' needs a representative dataset of images.")
+    samples = list(images)
+    _representative(samples, shape)  # raises on an empty set or a wrong image size
+    return samples
 
 
 def check_options(quantization: str, input_type: str) -> None:
