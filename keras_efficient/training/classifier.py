@@ -110,7 +110,8 @@ def train_classifier(config: ClassifierTrainConfig,
     if config.verbose == 0:
         callbacks.append(EpochLog(config.epochs))
     history = model.fit(train.map(one_hot), validation_data=val.map(one_hot),
-                        epochs=config.epochs, callbacks=callbacks, verbose=config.verbose)
+                        epochs=config.epochs, callbacks=callbacks, verbose=config.verbose,
+                        shuffle=False)
     scores = model.evaluate(val.map(one_hot), return_dict=True, verbose=0)
     metrics = {"top1": float(scores["top1"]), "top5": float(scores["top5"]),
                "num_examples": int(sum(int(labels.shape[0]) for _, labels in val))}
