@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import keras
 
 REFERENCE_LR_PER_64 = 0.08
@@ -17,8 +20,45 @@ def scaled_learning_rate(batch_size: int, per_64: float = REFERENCE_LR_PER_64) -
     return per_64 * batch_size / 64.0
 
 
-def warmup_cosine(peak: float, total_steps: int, warmup_steps: int
-                  ) -> keras.optimizers.schedules.LearningRateSchedule:
+@keras.saving.register_keras_serializable(package="keras_efficient")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 to ``peak``, then cosine decay to 0 at ``total_steps``.
+
+    The same values as ``keras.optimizers.schedules.CosineDecay`` with ``warmup_target``, but
+    computed with ``where`` instead of a conditional: AdamW reads the learning rate once per
+    variable, and a conditional per read made the traced training step of an EfficientDet
+    hold about 1,500 ``cond`` ops and compile twice as slowly.
+
+    Example::
+
+        schedule = WarmupCosine(0.08, total_steps=10_000, warmup_steps=500)
+        float(schedule(250))  # 0.04
+    """
+
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int) -> None:
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be at least 1; received {total_steps}.")
+        self.peak = float(peak)
+        self.total_steps = int(total_steps)
+        self.warmup_steps = max(0, min(int(warmup_steps), self.total_steps - 1))
+
+    def __call__(self, step: Any) -> Any:
+        ops = keras.ops
+        step = ops.cast(step, "float32")
+        warmup = float(max(self.warmup_steps, 1))
+        decay = float(max(1, self.total_steps - self.warmup_steps))
+        progress = ops.clip((step - self.warmup_steps) / decay, 0.0, 1.0)
+        cosine = self.peak * 0.5 * (1.0 + ops.cos(math.pi * progress))
+        if not self.warmup_steps:
+            return cosine
+        return ops.where(step < self.warmup_steps, self.peak * step / warmup, cosine)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"peak": self.peak, "total_steps": self.total_steps,
+                "warmup_steps": self.warmup_steps}
+
+
+def warmup_cosine(peak: float, total_steps: int, warmup_steps: int) -> WarmupCosine:
     """Linear warm-up from 0 to ``peak`` over ``warmup_steps``, cosine to 0 at ``total_steps``.
 
     Example::
@@ -26,10 +66,4 @@ def warmup_cosine(peak: float, total_steps: int, warmup_steps: int
         schedule = warmup_cosine(0.08, total_steps=10_000, warmup_steps=500)
         optimizer = keras.optimizers.SGD(schedule, momentum=0.9)
     """
-    if total_steps < 1:
-        raise ValueError(f"total_steps must be at least 1; received {total_steps}.")
-    warmup_steps = max(0, min(warmup_steps, total_steps - 1))
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup_steps else peak,
-        decay_steps=max(1, total_steps - warmup_steps), alpha=0.0,
-        warmup_target=peak if warmup_steps else None, warmup_steps=warmup_steps)
+    return WarmupCosine(peak, total_steps, warmup_steps)
