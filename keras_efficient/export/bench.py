@@ -110,15 +110,13 @@ def plot(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: st
 
         plot(rows, "bench-out/bench.png", "efficientdet-lite0 (trained)")
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the session's backend alone
 
     names = [row["format"].removeprefix("tflite-") for row in rows]
     latency = [_latency(row, "2_threads") or 0.0 for row in rows]
     size = [row["bytes"] / 1e6 for row in rows]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    figure = Figure(figsize=(10, 4))
+    left, right = figure.subplots(1, 2)
     left.bar(names, latency, color="tab:blue")
     left.set_ylabel("latency, ms (batch 1, 2 threads)")
     right.bar(names, size, color="tab:orange")
@@ -129,5 +127,4 @@ def plot(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: st
     figure.tight_layout()
     target = Path(path)
     figure.savefig(target, dpi=100)
-    plt.close(figure)
     return target

@@ -34,6 +34,20 @@ def _held_out(annotations: str | os.PathLike[str], max_images: int) -> HeldOutSe
     return HeldOutSet(annotations, image_dir, data.category_ids, max_images=max_images)
 
 
+def _resolve(path: str | os.PathLike[str], train_dir: Path) -> Path:
+    """A path from ``train_config.json``: as written (relative to where training ran) when it
+    exists from here, else relative to the first parent of ``train_dir`` where it exists."""
+    candidate = Path(path)
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    for base in train_dir.resolve().parents:
+        if (base / candidate).exists():
+            return base / candidate
+    raise ValueError(f"{candidate} (from {train_dir / 'train_config.json'}) does not exist here "
+                     "or under any parent of the training folder; run from the folder training "
+                     "ran in, or pass eval_json/representative paths explicitly.")
+
+
 def trained_detector_job(train_dir: str | os.PathLike[str], *, count: int = 100,
                          eval_json: str | os.PathLike[str] | None = None,
                          eval_images: int = 50) -> ExportJob:
@@ -62,12 +76,11 @@ def trained_detector_job(train_dir: str | os.PathLike[str], *, count: int = 100,
     weights = folder / "detector.weights.h5"
     model = EfficientDet(spec, num_classes=len(labels), weights=str(weights),
                          name=f"{spec.name.replace('-', '_')}_trained")
+    train_json = _resolve(config.train_json, folder)
     if eval_json is None:
-        candidate = Path(config.train_json).with_name(
-            Path(config.train_json).name.replace("train", "val"))
-        eval_json = candidate if candidate.is_file() and candidate != Path(
-            config.train_json) else None
-    images = list(representative_images(config.train_json, _size(model), count=count))
+        candidate = train_json.with_name(train_json.name.replace("train", "val"))
+        eval_json = candidate if candidate.is_file() and candidate != train_json else None
+    images = list(representative_images(train_json, _size(model), count=count))
     return ExportJob(model, images, weights_origin=str(weights), spec=spec, labels=labels,
                      category_ids=[int(entry["id"]) for entry in entries],
                      held_out=None if eval_json is None else _held_out(eval_json, eval_images))

@@ -220,7 +220,8 @@ class _Export:
             else:
                 export_classifier_saved_model(job.model, folder, labels=job.labels)
             step = "verify"
-            raw = tf.saved_model.load(str(folder)).signatures["raw"]
+            loaded = tf.saved_model.load(str(folder))
+            raw = loaded.signatures["raw"]
             deltas = []
             for image in self.samples[:4]:
                 got = {k: v.numpy() for k, v in raw(images=tf.constant(image)).items()}
@@ -229,7 +230,7 @@ class _Export:
                 deltas += [float(np.max(np.abs(got[k] - want[k]))) for k in want]
             step = "latency"
             pixels = tf.constant(np.clip(self.samples[0], 0, 255).astype("uint8"))
-            serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
+            serve = loaded.signatures["serving_default"]
             serve(images=pixels)
             latency = median_ms(lambda: serve(images=pixels), self.recipe.latency_runs)
         except Exception as error:
