@@ -132,3 +132,38 @@ def test_list(capsys):
     out = capsys.readouterr().out
     assert "efficientnetb7" in out and "efficientnetlite4" in out
     assert "66,658,687" in out
+
+
+def test_bench_command_prints_the_table_and_writes_the_plot(tmp_path, capsys, monkeypatch):
+    from keras_efficient import cli
+    from keras_efficient.export import bench
+    from keras_efficient.export.pipeline import ExportJob
+
+    rows = [{"format": "keras", "bytes": 4_000_000, "latency_ms": {"1_threads": None,
+                                                                   "2_threads": 9.0},
+             "accuracy": {}},
+            {"format": "tflite-float32", "bytes": 4_000_000,
+             "latency_ms": {"1_threads": 12.0, "2_threads": 8.0},
+             "accuracy": {"max_abs_delta": 1e-6}},
+            {"format": "tflite-int8", "bytes": 1_000_000,
+             "latency_ms": {"1_threads": 6.0, "2_threads": 4.0},
+             "accuracy": {"max_abs_delta": 0.02, "top1_agreement": 1.0}}]
+    seen = {}
+
+    def fake_job(args, count):
+        seen["count"] = count
+        return ExportJob(model=type("M", (), {"name": "tiny"})(), representative=[],
+                         weights_origin="random")
+
+    def fake_benchmark(job, output, runs):
+        seen["runs"] = runs
+        output.mkdir(parents=True)
+        return rows
+
+    monkeypatch.setattr(cli, "_export_job", fake_job)
+    monkeypatch.setattr(bench, "benchmark", fake_benchmark)
+    assert main(["bench", "--output", str(tmp_path), "--runs", "3", "--images", "5"]) == 0
+    out = capsys.readouterr().out
+    assert seen == {"count": 5, "runs": 3}
+    assert "tflite-int8" in out and "0.50x" in out and "top-1 agree 100%" in out
+    assert (tmp_path / "formats" / "bench.png").stat().st_size > 1000
