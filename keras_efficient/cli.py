@@ -269,7 +269,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         args = build_parser().parse_args(['export', '--recipe', 'edgetpu'])
         cmd_export(args)
     """
-    from keras_efficient.export.pipeline import ExportJob, export_model
+    from keras_efficient.export.pipeline import ExportJob, export_job
     from keras_efficient.export.recipes import RECIPE_DIR, load_recipe
 
     recipe = load_recipe(args.recipe) if args.recipe else None
@@ -278,10 +278,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if recipe is None:
         recipe = load_recipe("server" if job.weights_origin == "random" else "android-int8")
     output = Path(args.output or RECIPE_DIR / f"{job.model.name}-{recipe.name}")
-    manifest = export_model(job.model, recipe, output, representative=job.representative,
-                            weights_origin=job.weights_origin, spec=job.spec,
-                            labels=job.labels, category_ids=job.category_ids,
-                            held_out=job.held_out)
+    manifest = export_job(job, recipe, output)
     from keras_efficient.export.bench import format_table
 
     print(format_table(manifest["artifacts"]))

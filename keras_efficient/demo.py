@@ -138,7 +138,7 @@ def export_int8(out: Path, val_json: Path, config: DemoConfig, log: Any) -> dict
     import shutil
 
     from keras_efficient.export.jobs import trained_detector_job
-    from keras_efficient.export.pipeline import export_model
+    from keras_efficient.export.pipeline import export_job
     from keras_efficient.export.recipes import load_recipe
 
     recipe = dataclasses.replace(load_recipe("edgetpu"), eval_images=config.num_val,
@@ -148,10 +148,7 @@ def export_int8(out: Path, val_json: Path, config: DemoConfig, log: Any) -> dict
     target = out / "export"
     if (target / "manifest.json").exists():
         shutil.rmtree(target)  # the previous demo run's export
-    manifest = export_model(job.model, recipe, target, representative=job.representative,
-                            weights_origin=job.weights_origin, spec=job.spec,
-                            labels=job.labels, category_ids=job.category_ids,
-                            held_out=job.held_out, log=log)
+    manifest = export_job(job, recipe, target, log=log)
     artifact = manifest["artifacts"][0]
     accuracy = artifact["accuracy"]
     float_ap, int8_ap = accuracy["keras"], accuracy["tflite"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_efficient.export.pipeline import ExportJob, export_model
+from keras_efficient.export.pipeline import ExportJob, export_job
 from keras_efficient.export.recipes import Recipe
 from keras_efficient.export.verify import median_ms
 
@@ -55,10 +55,7 @@ def benchmark(job: ExportJob, output_dir: str | os.PathLike[str], *, runs: int =
     recipe = Recipe(name="bench", formats=tuple(formats), input_type=input_type,
                     latency_runs=runs, representative_count=len(job.representative),
                     metadata=False)
-    manifest = export_model(job.model, recipe, output_dir, representative=job.representative,
-                            weights_origin=job.weights_origin, spec=job.spec,
-                            labels=job.labels, category_ids=job.category_ids,
-                            held_out=job.held_out, log=log)
+    manifest = export_job(job, recipe, output_dir, log=log)
     return [keras_row(job, runs), *manifest["artifacts"]]
 
 

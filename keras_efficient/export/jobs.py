@@ -59,10 +59,7 @@ def trained_detector_job(train_dir: str | os.PathLike[str], *, count: int = 100,
     Example::
 
         job = trained_detector_job("runs/demo/train")
-        export_model(job.model, load_recipe("android-int8"), "export/demo",
-                     representative=job.representative, weights_origin=job.weights_origin,
-                     spec=job.spec, labels=job.labels, category_ids=job.category_ids,
-                     held_out=job.held_out)
+        export_job(job, load_recipe("android-int8"), "export/demo")
     """
     folder = Path(train_dir)
     config_path = folder / "train_config.json"

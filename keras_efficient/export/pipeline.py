@@ -302,3 +302,17 @@ def export_model(model: Any, recipe: Recipe, output_dir: str | os.PathLike[str],
             shutil.rmtree(staging, ignore_errors=True)
     log(f"export written to {out}")
     return manifest
+
+
+def export_job(job: ExportJob, recipe: Recipe, output_dir: str | os.PathLike[str], *,
+               log: Any = print) -> dict[str, Any]:
+    """:func:`export_model` for an :class:`ExportJob` (e.g. from ``keras_efficient.export.jobs``).
+
+    Example::
+
+        manifest = export_job(trained_detector_job("runs/demo/train"),
+                              load_recipe("android-int8"), "export/demo")
+    """
+    return export_model(job.model, recipe, output_dir, representative=job.representative,
+                        weights_origin=job.weights_origin, spec=job.spec, labels=job.labels,
+                        category_ids=job.category_ids, held_out=job.held_out, log=log)

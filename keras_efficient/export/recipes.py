@@ -77,12 +77,8 @@ class Recipe:
 
     def postprocess_options(self) -> PostprocessOptions:
         """The detector post-processing this recipe asks for."""
-        return PostprocessOptions(postprocess=self.postprocess,
-                                  max_detections=self.max_detections,
-                                  score_threshold=self.score_threshold,
-                                  iou_threshold=self.iou_threshold,
-                                  pre_nms_top_k=self.pre_nms_top_k,
-                                  op_top_k=self.op_top_k)
+        return PostprocessOptions(**{field.name: getattr(self, field.name)
+                                     for field in dataclasses.fields(PostprocessOptions)})
 
 
 def available_recipes(directory: Path = RECIPE_DIR) -> list[str]:
