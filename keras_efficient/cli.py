@@ -270,14 +270,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         cmd_export(args)
     """
     from keras_efficient.export.pipeline import ExportJob, export_job
-    from keras_efficient.export.recipes import RECIPE_DIR, load_recipe
+    from keras_efficient.export.recipes import ARTIFACT_DIR, load_recipe
 
     recipe = load_recipe(args.recipe) if args.recipe else None
     job = _export_job(args, recipe.representative_count if recipe else 100)
     assert isinstance(job, ExportJob)
     if recipe is None:
         recipe = load_recipe("server" if job.weights_origin == "random" else "android-int8")
-    output = Path(args.output or RECIPE_DIR / f"{job.model.name}-{recipe.name}")
+    output = Path(args.output or ARTIFACT_DIR / f"{job.model.name}-{recipe.name}")
     manifest = export_job(job, recipe, output)
     from keras_efficient.export.bench import format_table
 
@@ -393,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", help="write the metrics as JSON here")
     evaluate.set_defaults(func=cmd_eval)
 
-    export = sub.add_parser("export", help="export with a recipe (export/*.json)")
+    export = sub.add_parser("export", help="export with a recipe (built-in or a JSON file)")
     bench = sub.add_parser("bench", help="one model in every format: latency, size, accuracy")
     for command in (export, bench):
         command.add_argument("--model", default="demo",
@@ -406,9 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
                              help="image folder or COCO json for calibration")
         command.add_argument("--eval-json", dest="eval_json",
                              help="COCO json of a held-out set for the detector AP check")
-    export.add_argument("--recipe", help="recipe name in export/ or a JSON path (default "
-                        "android-int8 with trained weights, server without)")
-    export.add_argument("--output", help="output folder (default export/<model>-<recipe>)")
+    export.add_argument("--recipe", help="built-in recipe (server, android-int8, edgetpu, all) "
+                        "or a JSON path (default android-int8 with trained weights, server "
+                        "without)")
+    export.add_argument("--output", help="output folder (default runs/export/<model>-<recipe>)")
     export.set_defaults(func=cmd_export)
     bench.add_argument("--output", help="folder for the artifacts and bench.png (default: a "
                        "temporary folder)")

@@ -1,6 +1,9 @@
-"""Export recipes: one small JSON file per deployment target in the top-level ``export/`` folder.
+"""Export recipes: one small JSON file per deployment target.
 
-A recipe names the formats to produce and their settings, e.g. ``export/android-int8.json``::
+The built-in recipes ship inside the package, beside this module (``server``, ``android-int8``,
+``edgetpu``, ``all``), so they work from a wheel as from a checkout. A recipe of one's own is a
+JSON file passed by path. A recipe names the formats to produce and their settings, e.g.
+``android-int8.json``::
 
     {"description": "...", "formats": ["int8"], "input_type": "uint8",
      "representative_count": 100, "requires_trained_weights": true,
@@ -27,7 +30,11 @@ from keras_efficient.export.tflite import INPUT_TYPES, QUANTIZATIONS
 
 FORMATS = ("saved_model", *QUANTIZATIONS)
 
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "export"
+RECIPE_DIR = Path(__file__).resolve().parent
+"""The built-in recipes (package data: ``keras_efficient/export/recipes/*.json``)."""
+
+ARTIFACT_DIR = Path("runs") / "export"
+"""Where exports go by default, relative to the working directory: ``runs/export/<model>-<recipe>``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,8 +110,9 @@ def load_recipe(name_or_path: str | os.PathLike[str], directory: Path = RECIPE_D
     if not path.suffix:
         path = directory / f"{name_or_path}.json"
     if not path.is_file():
-        raise ValueError(f"Unknown export recipe {os.fspath(name_or_path)!r}; available: "
-                         f"{', '.join(available_recipes(directory)) or 'none'} (in {directory}).")
+        raise ValueError(f"Unknown export recipe {os.fspath(name_or_path)!r}; built-in: "
+                         f"{', '.join(available_recipes(directory)) or 'none'} (in {directory}); "
+                         "or pass the path of a recipe JSON file of your own.")
     try:
         values: dict[str, Any] = json.loads(path.read_text())
     except ValueError as error:
