@@ -1,5 +1,5 @@
-"""The ``keras-efficient`` command line: list, summary, classify, demo, train, eval, export,
-bench."""
+"""The ``keras-efficient`` command line: list, summary, classify, detect, demo, train, eval,
+export, bench."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from keras_efficient.batch_inference import Detector
 
 
 def _quiet_tensorflow() -> None:
@@ -93,35 +97,151 @@ def _load_image(path: str | None, size: int, seed: int) -> np.ndarray:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    """Classify one image (or a generated one) and print the top-5.
+    """Classify images (files, folders, globs; a generated image when none) and print the
+    top-k with class names: the ImageNet index for ImageNet weights, a training run's labels
+    for ``--train-dir``.
 
     Example::
 
-        # keras-efficient classify photo.jpg --model b4
-        args = build_parser().parse_args(['classify', 'photo.jpg', '--model', 'b4'])
+        # keras-efficient classify photos/ cat.jpg --model b4
+        args = build_parser().parse_args(['classify', 'photos/', 'cat.jpg', '--model', 'b4'])
         cmd_classify(args)
     """
-    from keras_efficient.models import get_model
+    from keras_efficient.batch_inference import classify_images
 
-    weights = _weights_arg(args.weights)
-    model = get_model(args.model, weights=weights)
-    size = int(model.input_shape[1])
-    image = _load_image(args.image, size, args.seed)
-    source = args.image or f"a generated {size}x{size} image (seed {args.seed})"
-    probabilities = model.predict(image[None], verbose=0)[0]
+    labels: list[str] | None = None
+    weights: str | None
+    if args.train_dir:
+        from keras_efficient.training.run_folder import load_trained_classifier
+
+        run = load_trained_classifier(args.train_dir)
+        model, labels, weights = run.model, run.labels, str(run.weights_path)
+    else:
+        from keras_efficient.models import get_model
+
+        weights = _weights_arg(args.weights)
+        model = get_model(args.model, weights=weights)
+        if weights == "imagenet" and model.output_shape[-1] == 1000:
+            labels = _imagenet_names()
+    size = int(model.input_shape[1] or 224)
     print(f"{model.name}: {model.count_params():,} parameters, input {size}x{size}, "
           f"weights: {weights or 'random (weights=None)'}")
-    print(f"top-5 for {source}:")
-    if weights == "imagenet" and probabilities.shape == (1000,):
-        from keras_efficient.models.imagenet import decode_predictions
+    if not args.images:
+        image = _load_image(None, size, args.seed)
+        probabilities = model.predict(image[None], verbose=0)[0]
+        rows = [{"file": f"a generated {size}x{size} image (seed {args.seed})",
+                 "top": [(int(i), labels[i] if labels else f"class {i}",
+                          float(probabilities[i]))
+                         for i in np.argsort(probabilities)[::-1][:args.top]]}]
+    else:
+        rows = classify_images(model, args.images, labels=labels, top=args.top,
+                               progress=len(args.images) > 1 or Path(args.images[0]).is_dir())
+    for row in rows:
+        print(f"top-{len(row['top'])} for {row['file']}:")
+        for rank, (index, name, score) in enumerate(row["top"], start=1):
+            print(f"  {rank}. {name:<28} (class {index:>4}) p={score:.4f}")
+    if args.output:
+        from keras_efficient.files import write_json_atomic
 
-        for rank, (wnid, label, score) in enumerate(
-                decode_predictions(probabilities[None], top=5)[0], start=1):
-            print(f"  {rank}. {label:<28} ({wnid}) p={score:.4f}")
-        return 0
-    for rank, index in enumerate(np.argsort(probabilities)[::-1][:5], start=1):
-        print(f"  {rank}. class {index:>4}  p={probabilities[index]:.4f}")
+        write_json_atomic(args.output, rows)
+        print(f"results: {args.output}")
     return 0
+
+
+def _imagenet_names() -> list[str] | None:
+    """ImageNet class names from the cache, else downloaded once; ``None`` (with a note) when
+    neither works, e.g. offline."""
+    from keras_efficient.models.imagenet import cached_imagenet_class_names, decode_predictions
+
+    names = cached_imagenet_class_names()
+    if names is None:
+        try:
+            decode_predictions(np.zeros((1, 1000)), top=1)  # fetches and verifies the index
+            names = cached_imagenet_class_names()
+        except (OSError, ValueError) as error:
+            print(f"note: ImageNet class names unavailable ({error}); printing class numbers.")
+    return names
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    """Detect objects in one's own images with a trained run, a named variant with weights or
+    an exported ``.tflite``; write a COCO-results JSON and drawn PNGs.
+
+    Example::
+
+        # keras-efficient detect photos/ --train-dir runs/mine --output runs/mine/found
+        args = build_parser().parse_args(['detect', 'photos/', '--train-dir', 'runs/mine'])
+        cmd_detect(args)
+    """
+    from keras_efficient.batch_inference import detect_images, keras_detector, tflite_detector
+
+    labels, ids = _detect_labels(args)
+    if args.tflite:
+        detector = tflite_detector(args.tflite, labels=labels, category_ids=ids,
+                                   resize=args.resize)
+        source = f"{args.tflite} (LiteRT, {args.resize})"
+    elif args.train_dir:
+        from keras_efficient.training.run_folder import load_trained_detector
+
+        run = load_trained_detector(args.train_dir, weights=args.weights)
+        detector = keras_detector(run.model, run.spec, run.labels, run.category_ids,
+                                  score_threshold=args.score_threshold,
+                                  max_detections=args.max_detections)
+        source = f"{run.model.name} from {args.train_dir}"
+    else:
+        detector, source = _named_detector(args, labels, ids)
+    output = Path(args.output or Path("runs") / "detect")
+    print(f"detecting with {source} (score >= {args.score_threshold})")
+    results = detect_images(detector, args.images, output, score_threshold=args.score_threshold,
+                            draw=not args.no_draw)
+    images = json.loads((output / "images.json").read_text())
+    for image in images:
+        mine = [r for r in results if r["image_id"] == image["id"]]
+        best = ", ".join(f"{r['category_name']} {r['score']:.2f}" for r in mine[:5])
+        print(f"  {image['file_name']}: {len(mine)} detections{': ' + best if best else ''}")
+    print(f"{len(images)} images, {len(results)} detections\nresults: "
+          f"{output / 'detections.json'}" + ("" if args.no_draw else f"\ndrawings: {output}"))
+    return 0
+
+
+def _detect_labels(args: argparse.Namespace) -> tuple[list[str] | None, list[int] | None]:
+    """Class names and category ids from ``--labels`` (labels.txt or labels.json), or from
+    ``--train-dir`` when a ``.tflite`` is given, else ``None`` (the source's own)."""
+    if args.labels:
+        path = Path(args.labels)
+        if not path.is_file():
+            raise ValueError(f"No such labels file: {path}.")
+        if path.suffix == ".json":
+            entries = json.loads(path.read_text())
+            return [str(e["name"]) for e in entries], [int(e["id"]) for e in entries]
+        return [line for line in path.read_text().splitlines() if line], None
+    if args.tflite and args.train_dir:
+        entries = json.loads((Path(args.train_dir) / "labels.json").read_text())
+        return [str(e["name"]) for e in entries], [int(e["id"]) for e in entries]
+    return None, None
+
+
+def _named_detector(args: argparse.Namespace, labels: list[str] | None,
+                    ids: list[int] | None) -> tuple[Detector, str]:
+    """``--model NAME --weights coco|FILE``: COCO names for ``coco``, ``--labels`` otherwise."""
+    from keras_efficient.batch_inference import keras_detector
+    from keras_efficient.configs.coco import coco_label_map
+    from keras_efficient.configs.efficientdet import get_efficientdet_spec
+    from keras_efficient.models.efficientdet import EfficientDet
+
+    if not args.weights:
+        raise ValueError("detect needs --train-dir DIR, --tflite FILE, or --model NAME with "
+                         "--weights coco|FILE.")
+    if labels is None:
+        if args.weights != "coco":
+            raise ValueError("--weights FILE needs --labels (labels.txt or labels.json of the "
+                             "classes it was trained on), or use --train-dir.")
+        labels, ids = coco_label_map()
+    spec = get_efficientdet_spec(args.model)
+    model = EfficientDet(spec, num_classes=len(labels), weights=args.weights)
+    detector = keras_detector(model, spec, labels, ids, score_threshold=args.score_threshold,
+                              max_detections=args.max_detections)
+    return detector, f"{spec.name} ({args.weights})"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -218,20 +338,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from keras_efficient.evaluation.coco_metrics import format_metrics_table
     from keras_efficient.evaluation.detector import evaluate_detector
     from keras_efficient.models.efficientdet import EfficientDet
-    from keras_efficient.training.fit import DetectorTrainConfig
+    from keras_efficient.training.run_folder import load_trained_detector
 
+    data = CocoDataset(args.gt_json, args.images)
     if args.train_dir:
-        train_dir = Path(args.train_dir)
-        spec = DetectorTrainConfig.from_json(train_dir / "train_config.json").spec()
-        weights = args.weights or str(train_dir / "detector.weights.h5")
+        run = load_trained_detector(args.train_dir, weights=args.weights,
+                                    input_size=args.image_size)
+        detector, spec = run.model, run.spec
     elif args.weights:
-        spec, weights = get_efficientdet_spec(args.model), args.weights
+        spec = get_efficientdet_spec(args.model)
+        if args.image_size:
+            spec = spec.with_(input_size=args.image_size)
+        detector = EfficientDet(spec, num_classes=data.num_classes, weights=args.weights)
     else:
         raise ValueError("eval needs --train-dir (a train output folder) or --weights.")
-    if args.image_size:
-        spec = spec.with_(input_size=args.image_size)
-    data = CocoDataset(args.gt_json, args.images)
-    detector = EfficientDet(spec, num_classes=data.num_classes, weights=weights)
     metrics = evaluate_detector(detector, spec, args.gt_json, data_image_dir(data, args.images),
                                 label_map=data.category_ids, output_json=args.output)
     print(format_metrics_table(metrics))
@@ -346,13 +466,37 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--no-top", action="store_true", help="without the classifier")
     summary.set_defaults(func=cmd_summary)
 
-    classify = sub.add_parser("classify", help="classify an image")
+    classify = sub.add_parser("classify", help="classify images (files, folders, globs)")
+    classify.add_argument("images", nargs="*", help="image files, folders or glob patterns "
+                          "(default: one generated image)")
     classify.add_argument("--model", default="b0", help="variant name (default b0)")
     classify.add_argument("--weights", default="imagenet",
                           help="'imagenet', 'none' or a weights file")
+    classify.add_argument("--train-dir", dest="train_dir",
+                          help="a `train --task classify` output folder (model, labels)")
+    classify.add_argument("--top", type=int, default=5, help="classes to print per image")
+    classify.add_argument("--output", help="also write the results as JSON here")
     classify.add_argument("--seed", type=int, default=0, help="seed of the generated image")
-    classify.add_argument("image", nargs="?", type=str, help="image file (default: generated)")
     classify.set_defaults(func=cmd_classify)
+
+    detect = sub.add_parser("detect", help="detect objects in images; COCO JSON + drawings")
+    detect.add_argument("images", nargs="+", help="image files, folders or glob patterns")
+    detect.add_argument("--train-dir", dest="train_dir",
+                        help="a `train` output folder (model, weights, labels)")
+    detect.add_argument("--model", default="lite0",
+                        help="detector variant for --weights (default lite0)")
+    detect.add_argument("--weights", help="'coco' or a detector weights file (with --model)")
+    detect.add_argument("--tflite", help="an exported detector .tflite (run in LiteRT)")
+    detect.add_argument("--labels", help="labels.txt or labels.json naming the classes")
+    detect.add_argument("--resize", choices=("letterbox", "stretch"), default="letterbox",
+                        help="--tflite only: letterbox (as the Keras path) or stretch (as the "
+                        "Android Task Library and MediaPipe feed it)")
+    detect.add_argument("--score-threshold", dest="score_threshold", type=float, default=0.3)
+    detect.add_argument("--max-detections", dest="max_detections", type=int, default=100)
+    detect.add_argument("--output", help="output folder (default runs/detect)")
+    detect.add_argument("--no-draw", dest="no_draw", action="store_true",
+                        help="only the JSON, no drawn PNGs")
+    detect.set_defaults(func=cmd_detect)
 
     demo = sub.add_parser("demo", help="offline main job: synthetic data, train, evaluate")
     demo.add_argument("--output", default="runs/demo", help="output folder (default runs/demo)")

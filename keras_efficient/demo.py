@@ -15,7 +15,7 @@ from typing import Any
 
 from keras_efficient.data.synthetic import make_detection_dataset
 from keras_efficient.data.transforms import load_image
-from keras_efficient.data.visualize import draw_detections
+from keras_efficient.data.visualize import LEGIBLE_SIZE, draw_detections
 from keras_efficient.detection.inference import inference_model
 from keras_efficient.evaluation.coco_metrics import format_metrics_table
 from keras_efficient.evaluation.detector import evaluate_detector
@@ -108,7 +108,8 @@ def run_demo(config: DemoConfig | None = None, log: Any = print) -> dict[str, An
     drawn.mkdir(parents=True, exist_ok=True)
     for path, found in zip(paths, predict(model, paths, score_threshold=0.3), strict=True):
         draw_detections(load_image(path), found["boxes"], found["classes"], found["scores"],
-                        labels=val.class_names, path=drawn / f"{Path(path).stem}.png")
+                        labels=val.class_names, path=drawn / f"{Path(path).stem}.png",
+                        min_size=LEGIBLE_SIZE)
     summary: dict[str, Any] = {"AP": metrics["AP"], "AP50": metrics["AP50"],
                                "weights": str(result.weights_path),
                                "labels": str(result.labels_path)}

@@ -31,13 +31,13 @@ import tensorflow as tf
 
 from keras_efficient.configs.efficientdet import EfficientDetSpec
 from keras_efficient.detection.anchors import generate_anchors, normalized_center_size
-from keras_efficient.export.files import write_bytes_atomic
 from keras_efficient.export.tflite import (
     check_options,
     check_representative,
     convert_saved_model,
     static_input_shape,
 )
+from keras_efficient.files import write_bytes_atomic
 
 POSTPROCESS = ("none", "builtin_nms", "custom_op")
 CUSTOM_OP_NAME = "TFLite_Detection_PostProcess"

@@ -7,7 +7,6 @@ COCO-format set for the AP check.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -19,9 +18,8 @@ from keras_efficient.data.representative import representative_images
 from keras_efficient.data.synthetic import make_detection_dataset
 from keras_efficient.export.pipeline import ExportJob
 from keras_efficient.export.verify import HeldOutSet
-from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.models.variants import get_model
-from keras_efficient.training.fit import DetectorTrainConfig
+from keras_efficient.training.run_folder import load_trained_detector
 
 
 def _size(model: Any) -> tuple[int, int]:
@@ -62,24 +60,15 @@ def trained_detector_job(train_dir: str | os.PathLike[str], *, count: int = 100,
         export_job(job, load_recipe("android-int8"), "export/demo")
     """
     folder = Path(train_dir)
-    config_path = folder / "train_config.json"
-    if not config_path.is_file():
-        raise ValueError(f"No trained detector in {folder} (no train_config.json); train one "
-                         "first (`make demo` or `keras-efficient train`).")
-    config = DetectorTrainConfig.from_json(config_path)
-    spec = config.spec()
-    entries = json.loads((folder / "labels.json").read_text())
-    labels = [entry["name"] for entry in entries]
-    weights = folder / "detector.weights.h5"
-    model = EfficientDet(spec, num_classes=len(labels), weights=str(weights),
-                         name=f"{spec.name.replace('-', '_')}_trained")
+    run = load_trained_detector(folder)
+    config, spec, model = run.config, run.spec, run.model
     train_json = _resolve(config.train_json, folder)
     if eval_json is None:
         candidate = train_json.with_name(train_json.name.replace("train", "val"))
         eval_json = candidate if candidate.is_file() and candidate != train_json else None
     images = list(representative_images(train_json, _size(model), count=count))
-    return ExportJob(model, images, weights_origin=str(weights), spec=spec, labels=labels,
-                     category_ids=[int(entry["id"]) for entry in entries],
+    return ExportJob(model, images, weights_origin=str(run.weights_path), spec=spec,
+                     labels=run.labels, category_ids=run.category_ids,
                      held_out=None if eval_json is None else _held_out(eval_json, eval_images))
 
 

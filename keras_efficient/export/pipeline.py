@@ -30,7 +30,6 @@ from keras_efficient.export.edgetpu import (
     edgetpu_report,
     find_compiler,
 )
-from keras_efficient.export.files import sha256_of, write_bytes_atomic
 from keras_efficient.export.recipes import Recipe
 from keras_efficient.export.runtime import load_interpreter, op_histogram, tensor_types
 from keras_efficient.export.tflite import ExportError, convert
@@ -43,6 +42,7 @@ from keras_efficient.export.verify import (
     median_ms,
     tflite_detector_predict_fn,
 )
+from keras_efficient.files import sha256_of, write_bytes_atomic
 
 # Our models normalise pixels in-graph: the Task Library must feed raw [0, 255] pixels.
 RAW_PIXELS_MEAN = (0.0,)

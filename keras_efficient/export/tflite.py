@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keras_efficient.export.files import write_bytes_atomic
+from keras_efficient.files import write_bytes_atomic
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 INPUT_TYPES = ("float32", "uint8", "int8")

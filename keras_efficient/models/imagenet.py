@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_efficient.weights.download import fetch
+from keras_efficient.weights.download import fetch, file_hash, keras_cache_dir
 from keras_efficient.weights.registry import IMAGENET_CLASS_INDEX
 
 _CLASS_INDEX: dict[str, list[str]] | None = None
@@ -35,6 +35,25 @@ def _class_index() -> dict[str, list[str]]:
         with open(path, encoding="utf-8") as handle:
             _CLASS_INDEX = json.load(handle)
     return _CLASS_INDEX
+
+
+def cached_imagenet_class_names() -> list[str] | None:
+    """The 1,000 ImageNet class names if the class index is already in the Keras cache (and
+    passes its md5), else ``None``; never downloads.
+
+    Example::
+
+        names = cached_imagenet_class_names()  # ["tench", "goldfish", ...] or None offline
+    """
+    try:
+        path = keras_cache_dir() / IMAGENET_CLASS_INDEX.filename
+        if not path.is_file() or file_hash(path, "md5") != IMAGENET_CLASS_INDEX.md5:
+            return None
+        with open(path, encoding="utf-8") as handle:
+            index = json.load(handle)
+    except OSError:  # an unusable cache folder: no names, as when nothing is cached
+        return None
+    return [index[str(i)][1] for i in range(len(index))]
 
 
 def decode_predictions(preds: Any, top: int = 5) -> list[list[tuple[str, str, float]]]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import tensorflow as tf
 
 from keras_efficient.configs.efficientnet import get_efficientnet_scaling
 from keras_efficient.data.classification import image_folder_dataset
+from keras_efficient.files import write_json_atomic, write_text_atomic
 from keras_efficient.models.efficientnet import EfficientNet
 from keras_efficient.training.callbacks import EpochLog, SaveWeights, StopOnNonFiniteLoss
 from keras_efficient.training.schedules import warmup_cosine
@@ -49,13 +48,40 @@ class ClassifierTrainConfig:
     verbose: int | str = "auto"
 
 
+def classifier_input_size(config: ClassifierTrainConfig) -> int:
+    """The square input size a classifier run trains (and is rebuilt) at."""
+    return config.image_size or get_efficientnet_scaling(config.model).resolution
+
+
+def build_classifier(config: ClassifierTrainConfig, num_classes: int,
+                     weights: str | None = None) -> keras.Model:
+    """The network ``train_classifier`` trains: the backbone (``weights`` as for
+    :func:`keras_efficient.EfficientNet`, without its top), average pooling, dropout and a new
+    softmax layer with ``num_classes`` outputs. Rebuilding a finished run uses the same function.
+
+    Example::
+
+        model = build_classifier(ClassifierTrainConfig("flowers/", "runs/flowers"), 5)
+        model.load_weights("runs/flowers/classifier.weights.h5")
+    """
+    size = classifier_input_size(config)
+    backbone = EfficientNet(config.model, include_top=False, weights=weights,
+                            input_shape=(size, size, 3), pooling="avg")
+    if config.freeze_backbone:
+        backbone.trainable = False
+    x = keras.layers.Dropout(0.2, name="top_dropout")(backbone.output)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(backbone.inputs, outputs, name=f"{config.model}_classifier")
+
+
 def train_classifier(config: ClassifierTrainConfig,
                      strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:
     """Train on ``train_images/<class>/*``; returns the model, class names, history, metrics.
 
     A new classifier head with one output per class folder is put on the backbone
     (``weights`` as for :func:`keras_efficient.EfficientNet`, without its ImageNet top).
-    Writes ``classifier.weights.h5`` (after every epoch), ``labels.txt``, ``metrics.json``.
+    Writes ``classifier.weights.h5`` (after every epoch), ``labels.txt``,
+    ``train_config.json`` (to rebuild the model) and ``metrics.json``.
 
     Example::
 
@@ -66,26 +92,21 @@ def train_classifier(config: ClassifierTrainConfig,
     keras.utils.set_random_seed(config.seed)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    size = config.image_size or get_efficientnet_scaling(config.model).resolution
+    size = classifier_input_size(config)
     train, names = image_folder_dataset(config.train_images, (size, size), config.batch_size,
                                         validation_split=config.validation_split,
                                         subset="training", seed=config.seed)
     val, _ = image_folder_dataset(config.train_images, (size, size), config.batch_size,
                                   validation_split=config.validation_split,
                                   subset="validation", seed=config.seed)
-    (out / "labels.txt").write_text("\n".join(names) + "\n")
+    write_text_atomic(out / "labels.txt", "\n".join(names) + "\n")
+    write_json_atomic(out / "train_config.json", dataclasses.asdict(config))
     steps = int(train.cardinality().numpy())
     if steps < 1:
         raise ValueError(f"No training batches in {config.train_images}: add images or lower "
                          "batch_size / validation_split.")
     with (strategy or choose_strategy()).scope():
-        backbone = EfficientNet(config.model, include_top=False, weights=config.weights,
-                                input_shape=(size, size, 3), pooling="avg")
-        if config.freeze_backbone:
-            backbone.trainable = False
-        x = keras.layers.Dropout(0.2, name="top_dropout")(backbone.output)
-        outputs = keras.layers.Dense(len(names), activation="softmax", name="predictions")(x)
-        model = keras.Model(backbone.inputs, outputs, name=f"{config.model}_classifier")
+        model = build_classifier(config, len(names), weights=config.weights)
         schedule = warmup_cosine(config.learning_rate, steps * config.epochs,
                                  int(config.warmup_epochs * steps))
         common: dict[str, Any] = {"learning_rate": schedule}
@@ -115,9 +136,7 @@ def train_classifier(config: ClassifierTrainConfig,
     scores = model.evaluate(val.map(one_hot), return_dict=True, verbose=0)
     metrics = {"top1": float(scores["top1"]), "top5": float(scores["top5"]),
                "num_examples": int(sum(int(labels.shape[0]) for _, labels in val))}
-    temporary = out / f".{os.getpid()}.metrics.json"
-    temporary.write_text(json.dumps(metrics, indent=2))
-    os.replace(temporary, out / "metrics.json")
+    write_json_atomic(out / "metrics.json", metrics)
     return {"model": model, "class_names": names, "history": history.history,
             "metrics": metrics}
 

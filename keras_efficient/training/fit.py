@@ -23,6 +23,7 @@ from keras_efficient.configs.efficientnet import EfficientNetScaling
 from keras_efficient.data.coco import CocoDataset
 from keras_efficient.data.pipeline import detection_dataset
 from keras_efficient.detection.anchors import generate_anchors
+from keras_efficient.files import write_json_atomic
 from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.training.callbacks import EpochLog, SaveWeights, StopOnNonFiniteLoss
 from keras_efficient.training.schedules import scaled_learning_rate, warmup_cosine
@@ -129,12 +130,6 @@ def make_optimizer(config: DetectorTrainConfig, schedule: Any) -> keras.optimize
     raise ValueError(f"optimizer must be 'sgd' or 'adamw'; received {config.optimizer!r}.")
 
 
-def _write_json_atomic(path: Path, payload: Any) -> None:
-    temporary = path.with_name(f".{os.getpid()}.{path.name}")
-    temporary.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(temporary, path)
-
-
 def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strategy | None = None,
                    extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
     """Train an EfficientDet on a COCO-format dataset; see :class:`DetectorTrainConfig`.
@@ -158,7 +153,7 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
     spec = config.spec()
     labels_path = output / "labels.txt"
     data.write_label_file(labels_path)
-    _write_json_atomic(output / "train_config.json", dataclasses.asdict(config))
+    write_json_atomic(output / "train_config.json", dataclasses.asdict(config))
 
     size = (spec.input_size, spec.input_size)
     anchors = generate_anchors(spec.anchor_spec(size))

@@ -1,10 +1,13 @@
-"""Atomic file writes and checksums shared by every exporter."""
+"""Atomic file writes and checksums: one helper for every package (the bottom of the import
+order, beside ``configs``; no TensorFlow)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], payload: bytes) -> Path:
@@ -31,6 +34,26 @@ def write_bytes_atomic(path: str | os.PathLike[str], payload: bytes) -> Path:
     finally:
         temporary.unlink(missing_ok=True)
     return target
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """:func:`write_bytes_atomic` for UTF-8 text.
+
+    Example::
+
+        write_text_atomic("runs/mine/labels.txt", "cat\ndog\n")
+    """
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> Path:
+    """Write ``payload`` as indented JSON atomically (``default=str`` for paths and the like).
+
+    Example::
+
+        write_json_atomic("runs/mine/metrics.json", {"top1": 0.93})
+    """
+    return write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:

@@ -1,0 +1,311 @@
+"""Run a detector or a classifier over one's own image files: what ``keras-efficient detect``
+and ``keras-efficient classify`` do.
+
+Images are named by files, folders (searched recursively for image files) and glob patterns.
+Detections come back in each image's own pixels with the dataset's category names and ids, and
+are written as a COCO-results JSON (``detections.json``, loadable by pycocotools' ``loadRes``)
+plus one drawn PNG per image. A detector is a Keras model (a training run's folder or a named
+variant with weights) or an exported ``.tflite`` file run in LiteRT, so the deployed file can be
+checked on the same photos.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keras_efficient.data.transforms import load_image, resize_and_pad
+from keras_efficient.data.visualize import LEGIBLE_SIZE, draw_detections
+from keras_efficient.files import write_json_atomic
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+RESIZE_MODES = ("letterbox", "stretch")
+
+Detections = list[dict[str, Any]]
+
+
+def expand_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Image files named by ``inputs``: files as given, folders searched recursively for
+    image suffixes, glob patterns (``photos/*.jpg``, ``**`` allowed) expanded; sorted within
+    each input, duplicates dropped, order of the inputs kept.
+
+    Example::
+
+        expand_images(["cat.jpg", "holiday/", "scans/*.png"])
+    """
+    found: dict[Path, None] = {}
+    for item in inputs:
+        text = os.fspath(item)
+        path = Path(text)
+        if path.is_dir():
+            matches = sorted(p for p in path.rglob("*")
+                             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not matches:
+                raise ValueError(f"No image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in the "
+                                 f"folder {path}.")
+        elif path.is_file():
+            matches = [path]
+        elif glob.has_magic(text):
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True)
+                             if Path(p).is_file())
+            if not matches:
+                raise ValueError(f"The pattern {text!r} matches no file.")
+        else:
+            raise ValueError(f"No such image file or folder: {text}.")
+        found.update(dict.fromkeys(matches))
+    if not found:
+        raise ValueError("No images given: name image files, folders or glob patterns.")
+    return list(found)
+
+
+def check_readable(paths: Sequence[Path]) -> list[tuple[int, int]]:
+    """``(height, width)`` of every image, read from the headers; raises naming the first file
+    that is not an image, before any model work or output is written.
+
+    Example::
+
+        check_readable(expand_images(["photos/"]))  # [(480, 640), ...]
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    sizes = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                sizes.append((image.height, image.width))
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"{path} is not an image file that can be read ({error}); remove "
+                             "it from the inputs or convert it to PNG/JPEG.") from error
+    return sizes
+
+
+@dataclasses.dataclass(frozen=True)
+class Detector:
+    """A detector ready to run on images: ``predict_fn(images) -> detections`` in each image's
+    pixels (``boxes`` ymin, xmin, ymax, xmax; ``scores``; 0-based ``classes``) and the names
+    and dataset category ids of its classes.
+
+    Example::
+
+        detector = keras_detector(run.model, run.spec, run.labels, run.category_ids)
+        [found] = detector.predict_fn([load_image("photo.jpg")])
+    """
+
+    name: str
+    predict_fn: Callable[[list[np.ndarray]], Detections]
+    labels: list[str]
+    category_ids: list[int]
+
+    def label(self, index: int) -> str:
+        return self.labels[index] if 0 <= index < len(self.labels) else f"class {index}"
+
+    def category_id(self, index: int) -> int:
+        return self.category_ids[index] if 0 <= index < len(self.category_ids) else index + 1
+
+
+def keras_detector(model: Any, spec: Any, labels: Sequence[str],
+                   category_ids: Sequence[int] | None = None, *, score_threshold: float = 0.05,
+                   max_detections: int = 100) -> Detector:
+    """A raw Keras EfficientDet with the serving post-processing (best class per anchor,
+    class-agnostic NMS), boxes mapped to each image's pixels.
+
+    Example::
+
+        detector = keras_detector(run.model, run.spec, run.labels, run.category_ids)
+    """
+    from keras_efficient.detection.inference import inference_model
+    from keras_efficient.evaluation.predict import predict
+
+    inference = inference_model(model, spec, class_aware=False, max_detections=max_detections,
+                                score_threshold=score_threshold)
+    ids = list(category_ids) if category_ids is not None else [i + 1 for i in range(len(labels))]
+    return Detector(model.name, lambda images: predict(inference, images), list(labels), ids)
+
+
+def tflite_labels(path: Path) -> list[str] | None:
+    """Class names of an exported ``.tflite``: its Task Library metadata, else the
+    ``labels.txt`` the export wrote beside it, else ``None``."""
+    try:
+        from keras_efficient.export.metadata import read_metadata
+
+        labels = list(read_metadata(path).labels)
+        if labels:
+            return labels
+    except (ImportError, ValueError):  # no metadata (or no schema installed): try labels.txt
+        pass
+    beside = path.with_name("labels.txt")
+    if beside.is_file():
+        return [line for line in beside.read_text().splitlines() if line]
+    return None
+
+
+def tflite_detector(path: str | os.PathLike[str], *, labels: Sequence[str] | None = None,
+                    category_ids: Sequence[int] | None = None,
+                    resize: str = "letterbox") -> Detector:
+    """An exported detector (post-processing ``custom_op`` or ``builtin_nms``) run in LiteRT.
+
+    ``resize="letterbox"`` feeds the image as this package's Keras path and export verification
+    do (aspect kept, padded bottom/right); ``"stretch"`` as the Android Task Library and
+    MediaPipe do (the whole image resized to the input, aspect not kept). uint8-input models get
+    the raw pixel values. Class names come from ``labels``, the file's metadata or the
+    ``labels.txt`` beside it; category ids from ``category_ids``, else index + 1.
+
+    Example::
+
+        detector = tflite_detector("runs/export/mine-android-int8/model_int8.tflite",
+                                   resize="stretch")
+    """
+    from PIL import Image
+
+    from keras_efficient.export.runtime import load_interpreter, run
+
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize must be one of {RESIZE_MODES}; received {resize!r}.")
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"No such .tflite file: {file}.")
+    interpreter = load_interpreter(file)
+    outputs = interpreter.get_output_details()
+    if len(outputs) != 4:
+        raise ValueError(
+            f"{file} has {len(outputs)} outputs, not the 4 of a detector export with "
+            "post-processing (boxes, classes, scores, count): it is a classifier or a "
+            "postprocess='none' export. Export the detector with postprocess 'custom_op' or "
+            "'builtin_nms' (the android-int8 and edgetpu recipes do).")
+    height, width = (int(d) for d in interpreter.get_input_details()[0]["shape"][1:3])
+    names = list(labels) if labels is not None else tflite_labels(file)
+    if names is None:
+        num_classes = 0
+        names = []
+    else:
+        num_classes = len(names)
+    ids = list(category_ids) if category_ids is not None else [i + 1 for i in range(num_classes)]
+
+    def one(image: np.ndarray) -> dict[str, Any]:
+        original_h, original_w = image.shape[:2]
+        if resize == "letterbox":
+            fed, scale = resize_and_pad(image, (height, width))
+            to_pixels = np.asarray([height, width, height, width], "float32") / scale
+        else:
+            fed = np.asarray(Image.fromarray(np.clip(image, 0, 255).astype("uint8")).resize(
+                (width, height), Image.Resampling.BILINEAR), "float32")
+            to_pixels = np.asarray([original_h, original_w, original_h, original_w], "float32")
+        boxes, classes, scores, count = run(interpreter, fed[None])
+        n = int(count[0])
+        pixels = boxes[0, :n] * to_pixels
+        limits = np.asarray([original_h, original_w, original_h, original_w], "float32")
+        return {"boxes": np.clip(pixels, 0, limits), "scores": scores[0, :n],
+                "classes": np.round(classes[0, :n]).astype(int)}
+
+    return Detector(file.name, lambda images: [one(image) for image in images], names, ids)
+
+
+def _png_names(paths: Sequence[Path]) -> list[str]:
+    """One PNG name per image: ``<stem>.png``, with the position added where stems repeat."""
+    stems = [path.stem for path in paths]
+    return [f"{stem}.png" if stems.count(stem) == 1 else f"{stem}_{i + 1}.png"
+            for i, stem in enumerate(stems)]
+
+
+def detect_images(detector: Detector, inputs: Sequence[str | os.PathLike[str]],
+                  output_dir: str | os.PathLike[str], *, score_threshold: float = 0.3,
+                  draw: bool = True, draw_size: int = LEGIBLE_SIZE,
+                  progress: bool = True) -> Detections:
+    """Detect objects in every image ``inputs`` names; write ``detections.json`` (COCO
+    results: ``image_id``, ``category_id``, ``bbox`` [x, y, w, h] in the image's pixels,
+    ``score``, plus ``file_name`` and ``category_name``), ``images.json`` (id, file, size) and
+    one drawn PNG per image (``draw_size``: the long side small images are upscaled to).
+    Returns the results list.
+
+    Every image is checked before any work, so a bad file fails the call with nothing written.
+
+    Example::
+
+        run = load_trained_detector("runs/mine")
+        detect_images(keras_detector(run.model, run.spec, run.labels, run.category_ids),
+                      ["photos/"], "runs/mine/detections", score_threshold=0.4)
+    """
+    import keras
+
+    paths = expand_images(inputs)
+    sizes = check_readable(paths)
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"The output {out} exists and is not a folder; pass another --output.")
+    out.mkdir(parents=True, exist_ok=True)
+    bar = keras.utils.Progbar(len(paths), unit_name="image") if progress else None
+    results: Detections = []
+    images = []
+    for image_id, (path, png, (height, width)) in enumerate(
+            zip(paths, _png_names(paths), sizes, strict=True), start=1):
+        image = load_image(path)
+        [found] = detector.predict_fn([image])
+        keep = np.asarray(found["scores"]) >= score_threshold
+        boxes = np.asarray(found["boxes"]).reshape(-1, 4)[keep]
+        scores = np.asarray(found["scores"])[keep]
+        classes = np.asarray(found["classes"]).astype(int)[keep]
+        for (ymin, xmin, ymax, xmax), cls, score in zip(boxes, classes, scores, strict=True):
+            results.append({
+                "image_id": image_id, "category_id": detector.category_id(int(cls)),
+                "bbox": [round(float(v), 2) for v in (xmin, ymin, xmax - xmin, ymax - ymin)],
+                "score": round(float(score), 5), "file_name": str(path),
+                "category_name": detector.label(int(cls))})
+        entry = {"id": image_id, "file_name": str(path), "height": height, "width": width,
+                 "detections": int(keep.sum())}
+        if draw:
+            draw_detections(image, boxes, classes.tolist(), scores.tolist(),
+                            labels=detector.labels or None,
+                            path=out / png, min_size=draw_size)
+            entry["drawn"] = png
+        images.append(entry)
+        if bar is not None:
+            bar.add(1)
+    write_json_atomic(out / "images.json", images)
+    write_json_atomic(out / "detections.json", results)
+    return results
+
+
+def classify_images(model: Any, inputs: Sequence[str | os.PathLike[str]], *,
+                    labels: Sequence[str] | None = None, top: int = 5,
+                    progress: bool = True) -> list[dict[str, Any]]:
+    """Top-``top`` classes of every image ``inputs`` names, each resized (bilinear, aspect not
+    kept, as ``keras.utils.load_img(target_size=...)``) to the model's input size.
+
+    Returns one dict per image: ``file`` and ``top``, a list of ``(index, name, probability)``;
+    names come from ``labels`` (class numbers without them).
+
+    Example::
+
+        for row in classify_images(EfficientNetB0(weights="imagenet"), ["photos/"],
+                                   labels=cached_imagenet_class_names()):
+            print(row["file"], row["top"][0])
+    """
+    import keras
+    from PIL import Image
+
+    paths = expand_images(inputs)
+    sizes = check_readable(paths)
+    height, width = model.input_shape[1:3]
+    bar = keras.utils.Progbar(len(paths), unit_name="image") if progress else None
+    rows = []
+    for path, (image_h, image_w) in zip(paths, sizes, strict=True):
+        image = load_image(path)
+        target = (width or image_w, height or image_h)
+        if (image.shape[1], image.shape[0]) != target:
+            image = np.asarray(Image.fromarray(image.astype("uint8")).resize(
+                target, Image.Resampling.BILINEAR), "float32")
+        probabilities = np.asarray(model.predict(image[None], verbose=0))[0]
+        count = min(top, probabilities.shape[-1])
+        best = np.argsort(probabilities)[::-1][:count]
+        rows.append({"file": str(path), "top": [
+            (int(i), labels[i] if labels is not None and i < len(labels) else f"class {i}",
+             float(probabilities[i])) for i in best]})
+        if bar is not None:
+            bar.add(1)
+    return rows
