@@ -34,7 +34,8 @@ RECIPE_DIR = Path(__file__).resolve().parent
 """The built-in recipes (package data: ``keras_efficient/export/recipes/*.json``)."""
 
 ARTIFACT_DIR = Path("runs") / "export"
-"""Where exports go by default, relative to the working directory: ``runs/export/<model>-<recipe>``."""
+"""Where exports go by default, relative to the working directory:
+``runs/export/<model>-<recipe>``."""
 
 
 @dataclasses.dataclass(frozen=True)
