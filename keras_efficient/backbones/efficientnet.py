@@ -9,17 +9,18 @@ from keras_efficient.configs.efficientnet import (
     EfficientNetScaling,
     expand_blocks,
 )
-from keras_efficient.layers.mbconv import conv_bn_act, mbconv_block
+from keras_efficient.layers.mbconv import conv_bn_act, mbconv_block, resolve_data_format
 
 
 def efficientnet_body(x: Any, scaling: EfficientNetScaling, *, include_head: bool = True,
-                      drop_connect_rate: float | None = None
+                      drop_connect_rate: float | None = None, data_format: str | None = None
                       ) -> tuple[Any, dict[str, Any]]:
     """Apply the EfficientNet body to a preprocessed image tensor.
 
     Returns the last tensor (``top_activation`` when ``include_head``, else the last block) and
     the multi-scale features ``{"P1": ..., "P5": ...}``: the output of the last block of stages
-    1, 2, 3, 5 and 7 (strides 2 to 32).
+    1, 2, 3, 5 and 7 (strides 2 to 32). ``data_format`` is "channels_last" or "channels_first"
+    (None: ``keras.config.image_data_format()`` now); every layer stores it.
 
     Example::
 
@@ -29,16 +30,19 @@ def efficientnet_body(x: Any, scaling: EfficientNetScaling, *, include_head: boo
     """
     if drop_connect_rate is not None:
         scaling = scaling.with_(drop_connect=drop_connect_rate)
+    data_format = resolve_data_format(data_format)
     activation = scaling.activation
-    x = conv_bn_act(x, scaling.stem_filters, 3, strides=2, activation=activation, name="stem_")
+    x = conv_bn_act(x, scaling.stem_filters, 3, strides=2, activation=activation, name="stem_",
+                    data_format=data_format)
     level_of_stage = {stage: level for level, stage in FEATURE_LEVEL_STAGES.items()}
     blocks = expand_blocks(scaling)
     features: dict[str, Any] = {}
     for position, block in enumerate(blocks):
-        x = mbconv_block(x, block, activation)
+        x = mbconv_block(x, block, activation, data_format)
         last_of_stage = position + 1 == len(blocks) or blocks[position + 1].stage != block.stage
         if last_of_stage and block.stage in level_of_stage:
             features[f"P{level_of_stage[block.stage]}"] = x
     if include_head:
-        x = conv_bn_act(x, scaling.head_filters, 1, activation=activation, name="top_")
+        x = conv_bn_act(x, scaling.head_filters, 1, activation=activation, name="top_",
+                        data_format=data_format)
     return x, features

@@ -1,13 +1,26 @@
 """Small Keras layers and functional blocks shared by the classifiers and detectors."""
 
+from keras_efficient.layers.checks import InputSizeCheck
 from keras_efficient.layers.initializers import CONV_KERNEL_INITIALIZER, DENSE_KERNEL_INITIALIZER
-from keras_efficient.layers.mbconv import conv_bn_act, mbconv_block, same_padding, squeeze_excite
+from keras_efficient.layers.mbconv import (
+    channel_axis,
+    conv_bn_act,
+    mbconv_block,
+    resolve_data_format,
+    same_padding,
+    spatial_size,
+    squeeze_excite,
+)
 
 __all__ = [
     "CONV_KERNEL_INITIALIZER",
     "DENSE_KERNEL_INITIALIZER",
+    "InputSizeCheck",
+    "channel_axis",
     "conv_bn_act",
     "mbconv_block",
+    "resolve_data_format",
     "same_padding",
+    "spatial_size",
     "squeeze_excite",
 ]

@@ -35,6 +35,15 @@ from keras_efficient.weights.loading import is_weights_source, load_weights_file
 from keras_efficient.weights.pretrained import load_coco
 
 
+def _require_channels_last() -> None:
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            "EfficientDet builds channels_last only; call "
+            "keras.config.set_image_data_format('channels_last') (the EfficientNet classifiers "
+            "and EfficientNetBackbone support 'channels_first')."
+        )
+
+
 def _check(spec: EfficientDetSpec, num_classes: int, weights: str | None,
            backbone_weights: str | None, input_shape: tuple[int | None, ...],
            fusion: str | None) -> None:
@@ -82,13 +91,15 @@ def EfficientDet(spec: EfficientDetSpec | str, num_classes: int = 90,
             With ``num_classes`` other than 90, everything but the class predictor loads.
         backbone_weights: None, "imagenet" (the classifier's published weights, loaded into
             the backbone layers by name) or a classifier weights file.
-        input_shape: (height, width, 3); defaults to the row's square input size.
+        input_shape: (height, width, 3); defaults to the row's square input size. Detectors
+            are channels_last only: with "channels_first" set globally, a ValueError.
         fusion: override the BiFPN fusion mode ("fast", "softmax" or "sum").
         name: model name (defaults to the row name).
 
     Example:
         >>> detector = EfficientDet("lite0", num_classes=20)
     """
+    _require_channels_last()
     if isinstance(spec, str):
         spec = get_efficientdet_spec(spec)
     shape = tuple(input_shape or (spec.input_size, spec.input_size, 3))
@@ -132,6 +143,7 @@ def load_backbone_weights(detector: keras.Model, backbone: EfficientNetScaling |
         detector = EfficientDet("lite0", num_classes=3)
         load_backbone_weights(detector, "lite0", "lite0_finetuned.weights.h5")
     """
+    _require_channels_last()
     classifier = EfficientNet(backbone, include_top=False, weights=weights,
                               input_shape=(None, None, 3))
     copied = 0

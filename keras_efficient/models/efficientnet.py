@@ -10,6 +10,13 @@ What the graph does to pixels (inputs are float RGB in [0, 255]):
   With other than 3 input channels the Normalization layer starts as the identity
   (mean 0, variance 1), as in keras.applications.
 * Lite0–4: ``Rescaling(1/128, offset=-127/128)``, i.e. ``(x - 127) / 128``; no Normalization.
+
+The layout follows ``keras.config.image_data_format()`` when the model is built, as in
+keras.applications: ``(height, width, channels)`` by default, ``(channels, height, width)`` with
+"channels_first" (default input ``(3, R, R)``, BN and Normalization over axis 1, padding,
+pooling and squeeze-excite in that layout). Every layer stores its format, so the model keeps
+working after the global setting changes, and weights load across the two layouts.
+A dynamic-size input gets an ``input_size_check`` layer that refuses images under 32x32.
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ from keras_efficient.configs.efficientnet import (
     feature_layer_names,
     get_efficientnet_scaling,
 )
+from keras_efficient.layers.checks import InputSizeCheck
 from keras_efficient.layers.initializers import DENSE_KERNEL_INITIALIZER
+from keras_efficient.layers.mbconv import channel_axis, resolve_data_format, spatial_size
 from keras_efficient.weights.loading import is_weights_source, load_weights_file
 from keras_efficient.weights.pretrained import load_pretrained
 
@@ -70,39 +79,59 @@ def _check_arguments(scaling: EfficientNetScaling, include_top: bool, weights: s
             )
 
 
+def _layout(data_format: str) -> str:
+    if data_format == "channels_first":
+        return "(channels, height, width) with image data format 'channels_first'"
+    return "(height, width, channels)"
+
+
 def _input_shape(scaling: EfficientNetScaling, input_shape: Sequence[int | None] | None,
-                 include_top: bool, weights: str | None) -> tuple[int | None, ...]:
-    """The keras.applications rules for the input shape (channels last)."""
-    default = (scaling.resolution, scaling.resolution, 3)
+                 include_top: bool, weights: str | None, data_format: str
+                 ) -> tuple[int | None, ...]:
+    """The keras.applications rules for the input shape, in ``data_format``'s layout."""
+    first = data_format == "channels_first"
+    size = scaling.resolution
+    default = (3, size, size) if first else (size, size, 3)
     if input_shape is None:
-        return default if include_top else (None, None, 3)
+        if include_top:
+            return default
+        return (3, None, None) if first else (None, None, 3)
     shape = tuple(input_shape)
     if len(shape) != 3:
         raise ValueError(
-            f"`input_shape` must be a tuple of three integers (height, width, channels); "
+            f"`input_shape` must be a tuple of three integers {_layout(data_format)}; "
             f"received input_shape={input_shape!r}."
+        )
+    channels = shape[0] if first else shape[-1]
+    spatial = shape[1:] if first else shape[:2]
+    if channels is None:
+        raise ValueError(
+            f"`input_shape` must be {_layout(data_format)} with a known number of channels; "
+            f"received input_shape={shape}."
         )
     if weights == "imagenet" and include_top and shape != default:
         raise ValueError(
             f"With weights='imagenet' and include_top=True, `input_shape` must be {default}; "
             f"received input_shape={shape}. Use include_top=False for other sizes."
         )
-    if weights == "imagenet" and shape[-1] != 3:
+    if weights == "imagenet" and channels != 3:
         raise ValueError(
-            f"ImageNet weights need 3 input channels (RGB); received input_shape={shape}."
+            f"ImageNet weights need 3 input channels (RGB); received input_shape={shape}, "
+            f"read as {_layout(data_format)}."
         )
-    if weights != "imagenet" and shape[-1] not in (1, 3):
+    if weights != "imagenet" and channels not in (1, 3):
         warnings.warn(
-            f"This model usually expects 1 or 3 input channels; received input_shape={shape}.",
+            f"This model usually expects 1 or 3 input channels; received input_shape={shape}, "
+            f"read as {_layout(data_format)}.",
             stacklevel=3,
         )
-    for size in shape[:2]:
-        if size is not None and size < MIN_INPUT_SIZE:
+    for dim in spatial:
+        if dim is not None and dim < MIN_INPUT_SIZE:
             raise ValueError(
                 f"Input size must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}; "
-                f"received input_shape={shape}."
+                f"received input_shape={shape}, read as {_layout(data_format)}."
             )
-    if include_top and None in shape[:2]:
+    if include_top and None in spatial:
         raise ValueError(
             "include_top=True needs a static input size (the classifier is fixed); received "
             f"input_shape={shape}."
@@ -110,8 +139,25 @@ def _input_shape(scaling: EfficientNetScaling, input_shape: Sequence[int | None]
     return shape
 
 
-def preprocessing_layers(scaling: EfficientNetScaling) -> list[keras.layers.Layer]:
+def _check_image_size(image: Any, data_format: str) -> Any:
+    """Refuse a static image under 32x32; guard a dynamic one with an ``InputSizeCheck``."""
+    height, width = spatial_size(image, data_format)
+    known = [dim for dim in (height, width) if dim is not None]
+    if known and min(known) < MIN_INPUT_SIZE:
+        raise ValueError(
+            f"Input size must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}; received an input "
+            f"tensor of shape {tuple(image.shape)} (image data format {data_format!r})."
+        )
+    if len(known) == 2:
+        return image
+    return InputSizeCheck(MIN_INPUT_SIZE, data_format, name="input_size_check")(image)
+
+
+def preprocessing_layers(scaling: EfficientNetScaling, data_format: str | None = None
+                         ) -> list[keras.layers.Layer]:
     """The in-graph pixel preprocessing of a variant (see the module docstring).
+
+    ``data_format`` (None: the global Keras setting) places the Normalization axis.
 
     Example::
 
@@ -121,7 +167,7 @@ def preprocessing_layers(scaling: EfficientNetScaling) -> list[keras.layers.Laye
         return [keras.layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="rescaling")]
     return [
         keras.layers.Rescaling(1.0 / 255.0, name="rescaling"),
-        keras.layers.Normalization(axis=-1, name="normalization"),
+        keras.layers.Normalization(axis=channel_axis(data_format), name="normalization"),
     ]
 
 
@@ -155,8 +201,9 @@ def EfficientNet(scaling: EfficientNetScaling | str, include_top: bool = True,
             path to a weights file (keras.applications ``.h5``, Keras ``.weights.h5`` or an
             official TF checkpoint prefix for the Lite variants).
         input_tensor: optional Keras tensor to use as the image input.
-        input_shape: (height, width, channels); defaults to the variant's resolution with top,
-            (None, None, 3) without.
+        input_shape: (height, width, channels), or (channels, height, width) when
+            ``keras.config.image_data_format()`` is "channels_first"; defaults to the variant's
+            resolution with top, any size with 3 channels without.
         pooling: without top, None (4D output), "avg" or "max" (2D output).
         classes: number of classes with top.
         classifier_activation: activation of the ``predictions`` layer.
@@ -171,7 +218,8 @@ def EfficientNet(scaling: EfficientNetScaling | str, include_top: bool = True,
     if isinstance(scaling, str):
         scaling = get_efficientnet_scaling(scaling)
     _check_arguments(scaling, include_top, weights, pooling, classes, classifier_activation)
-    shape = _input_shape(scaling, input_shape, include_top, weights)
+    data_format = resolve_data_format(None)
+    shape = _input_shape(scaling, input_shape, include_top, weights, data_format)
 
     if input_tensor is None:
         image = keras.Input(shape=shape, name="input_layer")
@@ -183,24 +231,25 @@ def EfficientNet(scaling: EfficientNetScaling | str, include_top: bool = True,
         image = keras.Input(tensor=input_tensor, shape=shape)
         inputs = image
 
-    x = image
-    for layer in preprocessing_layers(scaling):
+    x = _check_image_size(image, data_format)
+    for layer in preprocessing_layers(scaling, data_format):
         x = layer(x)
-    x, _ = efficientnet_body(x, scaling, include_head=True, drop_connect_rate=drop_connect_rate)
+    x, _ = efficientnet_body(x, scaling, include_head=True, drop_connect_rate=drop_connect_rate,
+                             data_format=data_format)
     if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = keras.layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
         if scaling.dropout > 0:
             x = keras.layers.Dropout(scaling.dropout, name="top_dropout")(x)
         x = keras.layers.Dense(classes, activation=classifier_activation,
                                kernel_initializer=DENSE_KERNEL_INITIALIZER,
                                bias_initializer="zeros", name="predictions")(x)
     elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = keras.layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
     elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+        x = keras.layers.GlobalMaxPooling2D(data_format=data_format, name="max_pool")(x)
 
     model = keras.Model(inputs, x, name=name or scaling.name)
-    if not scaling.lite and image.shape[-1] == 3:
+    if not scaling.lite and image.shape[channel_axis(data_format)] == 3:
         set_imagenet_normalization(model)
     if weights == "imagenet":
         load_pretrained(model, scaling.name, include_top=include_top)
@@ -210,7 +259,7 @@ def EfficientNet(scaling: EfficientNetScaling | str, include_top: bool = True,
 
 
 def EfficientNetBackbone(scaling: EfficientNetScaling | str,
-                         input_shape: Sequence[int | None] = (None, None, 3),
+                         input_shape: Sequence[int | None] | None = None,
                          weights: str | None = None, levels: Sequence[int] = (3, 4, 5),
                          input_tensor: Any = None, name: str | None = None) -> keras.Model:
     """A multi-scale feature extractor: outputs ``{"P3": ..., "P4": ..., "P5": ...}``.
@@ -218,6 +267,8 @@ def EfficientNetBackbone(scaling: EfficientNetScaling | str,
     ``levels`` picks from P1–P5 (strides 2–32): the output of the last block of stages 1, 2,
     3, 5 and 7. Built on the same graph as the classifier, so ``weights`` takes the classifier's
     ImageNet weights ("imagenet") or a classifier weights file; the unused head is dropped.
+    ``input_shape`` defaults to any size with 3 channels, laid out in the global image data
+    format (with "channels_first", the input and every feature map are channels first).
 
     Example::
 
@@ -234,5 +285,6 @@ def EfficientNetBackbone(scaling: EfficientNetScaling | str,
                               input_tensor=input_tensor, input_shape=input_shape)
     taps = feature_layer_names(scaling)
     outputs = {f"P{level}": classifier.get_layer(taps[level]).output for level in levels}
-    return keras.Model(classifier.inputs, outputs, name=name or f"{scaling.name}_backbone")
+    inputs = classifier.inputs[0] if len(classifier.inputs) == 1 else classifier.inputs
+    return keras.Model(inputs, outputs, name=name or f"{scaling.name}_backbone")
 
