@@ -11,6 +11,7 @@ outputs in anchor order (level, row, column, anchor):
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import keras
@@ -47,8 +48,12 @@ def _require_channels_last() -> None:
 def _check(spec: EfficientDetSpec, num_classes: int, weights: str | None,
            backbone_weights: str | None, input_shape: tuple[int | None, ...],
            fusion: str | None) -> None:
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be at least 1; received {num_classes}.")
+    if (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
+            or num_classes < 1):
+        raise ValueError(
+            "`num_classes` must be a positive integer (the number of object classes); "
+            f"received num_classes={num_classes!r}."
+        )
     if not (weights in (None, "coco") or is_weights_source(weights)):
         raise ValueError(
             "`weights` must be None, 'coco' (the official COCO detector) or the path to an "

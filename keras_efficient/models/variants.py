@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,26 @@ from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.models.efficientnet import EfficientNet
 
 
+def _check_class_count(name: str, value: Any) -> int:
+    """``value`` as an int if it is a positive integer (not a bool), else a ValueError.
+
+    Example::
+
+        _check_class_count("classes", 10)  # 10; True, 2.5 or "3" raise ValueError
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer (a number of classes); "
+                         f"received {name}={value!r}.")
+    return int(value)
+
+
+def _classifier(variant: str, include_top: bool, weights: str | None,
+                kwargs: dict[str, Any]) -> keras.Model:
+    if "classes" in kwargs:
+        kwargs["classes"] = _check_class_count("classes", kwargs["classes"])
+    return EfficientNet(EFFICIENTNET_VARIANTS[variant], include_top, weights, **kwargs)
+
+
 def EfficientNetB0(include_top: bool = True, weights: str | None = "imagenet",
                    **kwargs: Any) -> keras.Model:
     """EfficientNet-B0 (224 px). Arguments as :func:`EfficientNet`.
@@ -22,7 +43,7 @@ def EfficientNetB0(include_top: bool = True, weights: str | None = "imagenet",
         model = EfficientNetB0(weights=None)  # 5,330,571 parameters
         features = EfficientNetB0(include_top=False, weights=None, pooling="avg")
     """
-    return EfficientNet(EFFICIENTNET_VARIANTS["efficientnetb0"], include_top, weights, **kwargs)
+    return _classifier("efficientnetb0", include_top, weights, kwargs)
 
 
 def EfficientNetB1(include_top: bool = True, weights: str | None = "imagenet",
@@ -34,7 +55,7 @@ def EfficientNetB1(include_top: bool = True, weights: str | None = "imagenet",
         model = EfficientNetB1(weights=None)  # 7,856,239 parameters
         features = EfficientNetB1(include_top=False, weights=None, pooling="avg")
     """
-    return EfficientNet(EFFICIENTNET_VARIANTS["efficientnetb1"], include_top, weights, **kwargs)
+    return _classifier("efficientnetb1", include_top, weights, kwargs)
 
 
 def EfficientNetB2(include_top: bool = True, weights: str | None = "imagenet",
@@ -46,7 +67,7 @@ def EfficientNetB2(include_top: bool = True, weights: str | None = "imagenet",
         model = EfficientNetB2(weights=None)  # 9,177,569 parameters
         features = EfficientNetB2(include_top=False, weights=None, pooling="avg")
     """
-    return EfficientNet(EFFICIENTNET_VARIANTS["efficientnetb2"], include_top, weights, **kwargs)
+    return _classifier("efficientnetb2", include_top, weights, kwargs)
 
 
 def EfficientNetB3(include_top: bool = True, weights: str | None = "imagenet",
@@ -58,7 +79,7 @@ def EfficientNetB3(include_top: bool = True, weights: str | None = "imagenet",
         model = EfficientNetB3(weights=None)  # 12,320,535 parameters
         features = EfficientNetB3(include_top=False, weights=None, pooling="avg")
     """
-    return EfficientNet(EFFICIENTNET_VARIANTS["efficientnetb3"], include_top, weights, **kwargs)
+    return _classifier("efficientnetb3", include_top, weights, kwargs)
 
 
 def EfficientNetB4(include_top: bool = True, weights: str | None = "imagenet",
@@ -70,7 +91,7 @@ def EfficientNetB4(include_top: bool = True, weights: str | None = "imagenet",
         model = EfficientNetB4(weights=None)  # 19,466,823 parameters
         features = EfficientNetB4(include_top=False, weights=None, pooling="avg")
     """
-    return EfficientNet(EFFICIENTNET_VARIANTS["efficientnetb4"], include_top, weights, **kwargs)
+    return _classifier("efficientnetb4", include_top, weights, kwargs)
 
 
 def EfficientNetB5(include_top: bool = True, weights: str | None = "imagenet",
@@ -82,7 +103,7 @@ def EfficientNetB5(include_top: bool = True, weights: str | None = "imagenet",
         model = EfficientNetB5(weights=None)  # 30,562,527 parameters
         features = EfficientNetB5(include_top=False, weights=None, pooling="avg")
     """
-    return EfficientNet(EFFICIENTNET_VARIANTS["efficientnetb5"], include_top, weights, **kwargs)
+    return _classifier("efficientnetb5", include_top, weights, kwargs)
 
 
 def EfficientNetB6(include_top: bool = True, weights: str | None = "imagenet",
@@ -94,7 +115,7 @@ def EfficientNetB6(include_top: bool = True, weights: str | None = "imagenet",
         model = EfficientNetB6(weights=None)  # 43,265,143 parameters
         features = EfficientNetB6(include_top=False, weights=None, pooling="avg")
     """
-    return EfficientNet(EFFICIENTNET_VARIANTS["efficientnetb6"], include_top, weights, **kwargs)
+    return _classifier("efficientnetb6", include_top, weights, kwargs)
 
 
 def EfficientNetB7(include_top: bool = True, weights: str | None = "imagenet",
@@ -106,7 +127,7 @@ def EfficientNetB7(include_top: bool = True, weights: str | None = "imagenet",
         model = EfficientNetB7(weights=None)  # 66,658,687 parameters
         features = EfficientNetB7(include_top=False, weights=None, pooling="avg")
     """
-    return EfficientNet(EFFICIENTNET_VARIANTS["efficientnetb7"], include_top, weights, **kwargs)
+    return _classifier("efficientnetb7", include_top, weights, kwargs)
 
 
 def EfficientNetLite0(include_top: bool = True, weights: str | None = "imagenet",
@@ -118,8 +139,7 @@ def EfficientNetLite0(include_top: bool = True, weights: str | None = "imagenet"
         model = EfficientNetLite0(weights=None)  # 4,694,024 parameters
         features = EfficientNetLite0(include_top=False, weights=None, pooling="avg")
     """
-    return EfficientNet(EFFICIENTNET_VARIANTS["efficientnetlite0"], include_top, weights,
-                        **kwargs)
+    return _classifier("efficientnetlite0", include_top, weights, kwargs)
 
 
 def EfficientNetLite1(include_top: bool = True, weights: str | None = "imagenet",
@@ -131,8 +151,7 @@ def EfficientNetLite1(include_top: bool = True, weights: str | None = "imagenet"
         model = EfficientNetLite1(weights=None)  # 5,470,344 parameters
         features = EfficientNetLite1(include_top=False, weights=None, pooling="avg")
     """
-    return EfficientNet(EFFICIENTNET_VARIANTS["efficientnetlite1"], include_top, weights,
-                        **kwargs)
+    return _classifier("efficientnetlite1", include_top, weights, kwargs)
 
 
 def EfficientNetLite2(include_top: bool = True, weights: str | None = "imagenet",
@@ -144,8 +163,7 @@ def EfficientNetLite2(include_top: bool = True, weights: str | None = "imagenet"
         model = EfficientNetLite2(weights=None)  # 6,150,168 parameters
         features = EfficientNetLite2(include_top=False, weights=None, pooling="avg")
     """
-    return EfficientNet(EFFICIENTNET_VARIANTS["efficientnetlite2"], include_top, weights,
-                        **kwargs)
+    return _classifier("efficientnetlite2", include_top, weights, kwargs)
 
 
 def EfficientNetLite3(include_top: bool = True, weights: str | None = "imagenet",
@@ -157,8 +175,7 @@ def EfficientNetLite3(include_top: bool = True, weights: str | None = "imagenet"
         model = EfficientNetLite3(weights=None)  # 8,273,768 parameters
         features = EfficientNetLite3(include_top=False, weights=None, pooling="avg")
     """
-    return EfficientNet(EFFICIENTNET_VARIANTS["efficientnetlite3"], include_top, weights,
-                        **kwargs)
+    return _classifier("efficientnetlite3", include_top, weights, kwargs)
 
 
 def EfficientNetLite4(include_top: bool = True, weights: str | None = "imagenet",
@@ -170,8 +187,7 @@ def EfficientNetLite4(include_top: bool = True, weights: str | None = "imagenet"
         model = EfficientNetLite4(weights=None)  # 13,118,936 parameters
         features = EfficientNetLite4(include_top=False, weights=None, pooling="avg")
     """
-    return EfficientNet(EFFICIENTNET_VARIANTS["efficientnetlite4"], include_top, weights,
-                        **kwargs)
+    return _classifier("efficientnetlite4", include_top, weights, kwargs)
 
 
 def EfficientDetD0(num_classes: int = 90, weights: str | None = None, **kwargs: Any
