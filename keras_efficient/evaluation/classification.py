@@ -50,7 +50,8 @@ def evaluate_classifier(model_or_predict_fn: Any | Callable[[Any], Any],
     """Top-k accuracies of a Keras model or ``predict_fn(images) -> scores`` over a dataset.
 
     ``dataset`` yields ``(images, labels)`` batches (a ``tf.data.Dataset`` or any iterable; extra
-    elements such as sample weights are ignored). Scores may be probabilities or logits. Returns
+    elements such as sample weights are ignored; empty batches are skipped). Scores may be
+    probabilities or logits. Returns
     ``{"top1": ..., "top5": ..., "num_examples": n}`` (keys follow ``ks``).
 
     Example::
@@ -68,6 +69,9 @@ def evaluate_classifier(model_or_predict_fn: Any | Callable[[Any], Any],
     count = 0
     for batch in dataset:
         images, labels = batch[0], batch[1]
+        shape = getattr(images, "shape", None)
+        if (shape[0] if shape is not None else len(images)) == 0:
+            continue  # an empty batch (Keras' predict fails on one) adds nothing
         scores = np.asarray(predict(images))
         for k in ks:
             hits[k] += int(np.sum(_top_k_hits(np.asarray(labels), scores, k)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -19,7 +20,8 @@ def predict(inference: keras.Model, images: Iterable[str | os.PathLike[str] | np
     Each image is loaded (RGB), resized keeping its aspect ratio and padded to the model input;
     the returned boxes are in the original image's pixels. One dict per image with ``boxes``
     ``[K, 4]`` (ymin, xmin, ymax, xmax), ``scores`` ``[K]`` and ``classes`` ``[K]``, sorted by
-    score, keeping detections above ``score_threshold``.
+    score, keeping detections above ``score_threshold``. No images give an empty list (Keras'
+    own ``predict`` fails on an empty batch).
 
     Example::
 
@@ -27,11 +29,16 @@ def predict(inference: keras.Model, images: Iterable[str | os.PathLike[str] | np
         for found in predict(model, ["a.jpg", "b.png"], score_threshold=0.3):
             found["boxes"], found["scores"], found["classes"]  # boxes in each image's pixels
     """
-    size = (int(inference.input_shape[0][1]), int(inference.input_shape[0][2]))
+    if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
+            or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer; received {batch_size!r}.")
     loaded = [load_image(source) for source in images]
+    if not loaded:
+        return []
+    size = (int(inference.input_shape[0][1]), int(inference.input_shape[0][2]))
     results: list[dict[str, Any]] = []
-    for start in range(0, len(loaded), batch_size):
-        chunk = loaded[start:start + batch_size]
+    for start in range(0, len(loaded), int(batch_size)):
+        chunk = loaded[start:start + int(batch_size)]
         batch, infos = [], []
         for original in chunk:
             padded, scale = resize_and_pad(original, size)

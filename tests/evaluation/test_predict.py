@@ -91,3 +91,26 @@ def test_draw_detections_writes_png(tmp_path):
     assert path.exists() and drawn.shape == (50, 50, 3)
     assert drawn[10, 25].any()  # the box's top edge is coloured
     assert not drawn[25, 25].any()
+
+
+def test_no_images_give_an_empty_list():
+    detector = planted_raw_model(np.array([10.0, 10.0, 60.0, 60.0], "float32"))
+    model = inference_model(detector, SPEC, score_threshold=0.5)
+    assert predict(model, []) == []
+    assert predict(model, iter(()), batch_size=4) == []
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        predict(model, [np.zeros((8, 8, 3))], batch_size=0)
+
+
+def test_evaluate_classifier_skips_empty_batches():
+    from keras_efficient.evaluation.classification import evaluate_classifier
+
+    image = keras.Input((4,))
+    model = keras.Model(image, keras.layers.Dense(3)(image))
+    empty = (np.zeros((0, 4), "float32"), np.zeros((0,), "int64"))
+    full = (np.zeros((2, 4), "float32"), np.array([0, 1]))
+    result = evaluate_classifier(lambda x: model.predict(x, verbose=0), [empty, full, empty],
+                                 ks=(1,))
+    assert result["num_examples"] == 2
+    with pytest.raises(ValueError, match="empty dataset"):
+        evaluate_classifier(model, [empty])
