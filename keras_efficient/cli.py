@@ -574,7 +574,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ValueError, OSError) as error:
+    except Exception as error:
+        # ExportError (a failed export step) lives beside TensorFlow: only raised once loaded.
+        export = sys.modules.get("keras_efficient.export.tflite")
+        if not isinstance(error, (ValueError, OSError, getattr(export, "ExportError", ()))):
+            raise
         print(f"keras-efficient: error: {error}", file=sys.stderr)
         return 2
 

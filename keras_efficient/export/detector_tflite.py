@@ -232,12 +232,14 @@ def _text(value: Any) -> str:
 def convert_detector(detector: Any, spec: EfficientDetSpec, quantization: str = "float32", *,
                      options: PostprocessOptions | None = None,
                      representative: Iterable[np.ndarray] | None = None,
-                     input_type: str = "float32") -> bytes:
+                     input_type: str = "float32",
+                     work_dir: str | os.PathLike[str] | None = None) -> bytes:
     """Convert a raw EfficientDet (``keras_efficient.EfficientDet``) to TFLite bytes.
 
     Static batch 1 and the model's static input size. For ``int8``, everything up to the scores
     and box encodings is integer; the post-process tail (and the ``DEQUANTIZE`` before it)
-    stays float, as the EdgeTPU and the Task Library expect.
+    stays float, as the EdgeTPU and the Task Library expect. ``work_dir``: where the temporary
+    SavedModel goes (default: the system temp folder).
 
     Example::
 
@@ -256,7 +258,7 @@ def convert_detector(detector: Any, spec: EfficientDetSpec, quantization: str = 
                          "dict {class_logits, box_regression}); export the model that "
                          "keras_efficient.EfficientDet returns, not an inference wrapper.")
     serve = serving_function(detector, spec, options)
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory(prefix=".saved_model-", dir=work_dir) as folder:
         archive = keras.export.ExportArchive()
         archive.track(detector)
         archive.add_endpoint("serve", serve,

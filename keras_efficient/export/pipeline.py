@@ -1,21 +1,24 @@
 """Run a recipe: produce every format, verify each against Keras, write a manifest.
 
-All artifacts are written into a hidden staging folder that is renamed to the output folder
-only when every step succeeded, so a failed export leaves nothing behind and its error names
-the step that failed. Per artifact the manifest records the file, size, sha256, input/output
-specs, op histogram, tensor types, accuracy against Keras (max |Δ| and top-1 agreement for
-classifiers, COCO AP against the Keras model for detectors), LiteRT latency at 1 and 2 threads,
-the EdgeTPU report (int8) and whether Task Library metadata was written.
+All artifacts, and the temporary SavedModels of TFLite conversion, are written into a hidden
+staging folder beside the output (``.<name>.staging-<pid>-<hex>``) that is renamed to the output
+folder only when every step succeeded, so a failed export leaves nothing behind and its error
+names the step that failed; staging folders of killed runs are removed by the next export to the
+same folder. The output folder's mode follows the umask. Per artifact the manifest records the
+file, size, sha256, input/output specs, op histogram, tensor types, accuracy against Keras
+(max |Δ| and top-1 agreement for classifiers, COCO AP against the Keras model for detectors),
+LiteRT latency at 1 and 2 threads, the EdgeTPU report (int8) and whether Task Library metadata
+was written.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import platform
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,7 @@ from keras_efficient.export.edgetpu import (
 )
 from keras_efficient.export.recipes import Recipe
 from keras_efficient.export.runtime import load_interpreter, op_histogram, tensor_types
-from keras_efficient.export.tflite import ExportError, convert
+from keras_efficient.export.tflite import ExportError, check_images, convert, static_input_shape
 from keras_efficient.export.verify import (
     HeldOutSet,
     compare_outputs,
@@ -42,11 +45,17 @@ from keras_efficient.export.verify import (
     median_ms,
     tflite_detector_predict_fn,
 )
-from keras_efficient.files import sha256_of, write_bytes_atomic
+from keras_efficient.files import (
+    make_staging_folder,
+    publish_folder,
+    sha256_of,
+    write_bytes_atomic,
+)
 
 # Our models normalise pixels in-graph: the Task Library must feed raw [0, 255] pixels.
 RAW_PIXELS_MEAN = (0.0,)
 RAW_PIXELS_STD = (1.0,)
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 @dataclasses.dataclass
@@ -105,12 +114,23 @@ def _io_specs(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for d in details]
 
 
+def _failure(step: str, name: str, error: BaseException, folder: Path) -> ExportError:
+    """The ExportError for ``step``, with a hint when the disk (or a file-size limit) is full."""
+    reason = str(error)
+    if (isinstance(error, OSError) and error.errno in _DISK_FULL) or (
+            "No space left on device" in reason or "File too large" in reason):
+        reason += (f" (the disk or a file-size limit is full: free space in {folder} or choose "
+                   "an output folder on another disk)")
+    return ExportError(f"Export step '{step}' failed for {name}: {reason}")
+
+
 class _Export:
     """One run of :func:`export_model` (state shared by its steps)."""
 
-    def __init__(self, job: ExportJob, recipe: Recipe, staging: Path, log: Callable[..., Any]):
+    def __init__(self, job: ExportJob, recipe: Recipe, staging: Path, samples: list[np.ndarray],
+                 log: Callable[..., Any]):
         self.job, self.recipe, self.staging, self.log = job, recipe, staging, log
-        self.samples = list(job.representative)[: recipe.representative_count]
+        self.samples = samples
         self.options = recipe.postprocess_options()
         self.name = job.model.name
         self.reference_ap: dict[str, float] | None = None
@@ -123,14 +143,15 @@ class _Export:
             if job.spec is not None:
                 payload = convert_detector(job.model, job.spec, quantization,
                                            options=self.options, representative=self.samples,
-                                           input_type=input_type)
+                                           input_type=input_type, work_dir=self.staging)
             else:
                 payload = convert(job.model, quantization, representative=self.samples,
-                                  input_type=input_type)
+                                  input_type=input_type, work_dir=self.staging)
             step = "metadata"
             metadata = self.metadata_applies()
             if metadata:
                 payload = self.with_metadata(payload)
+            step = "write"
             path = write_bytes_atomic(self.staging / f"{self.name}_{quantization}.tflite",
                                       payload)
             step = "verify in LiteRT"
@@ -151,8 +172,8 @@ class _Export:
                 step = "EdgeTPU"
                 entry["edgetpu"] = self.edgetpu(path)
         except Exception as error:
-            raise ExportError(f"Export step '{quantization}: {step}' failed for {self.name}: "
-                              f"{error}") from error
+            raise _failure(f"{quantization}: {step}", self.name, error,
+                           self.staging.parent) from error
         return entry
 
     def metadata_applies(self) -> bool:
@@ -234,8 +255,8 @@ class _Export:
             serve(images=pixels)
             latency = median_ms(lambda: serve(images=pixels), self.recipe.latency_runs)
         except Exception as error:
-            raise ExportError(f"Export step 'saved_model: {step}' failed for {self.name}: "
-                              f"{error}") from error
+            raise _failure(f"saved_model: {step}", self.name, error,
+                           self.staging.parent) from error
         files = [p for p in folder.rglob("*") if p.is_file()]
         return {"format": "saved_model", "file": folder.name,
                 "bytes": sum(p.stat().st_size for p in files),
@@ -253,9 +274,10 @@ def export_model(model: Any, recipe: Recipe, output_dir: str | os.PathLike[str],
     """Produce every format of ``recipe`` for ``model`` in ``output_dir``; return the manifest.
 
     ``representative``: ``[1, H, W, 3]`` float images in [0, 255], preprocessed as at inference;
-    they calibrate int8 and check classifiers. Pass ``spec`` for a raw EfficientDet (then the
-    recipe's post-processing applies and ``held_out`` enables the AP check). ``labels`` name
-    the classes in ``labels.txt`` and the Task Library metadata.
+    they calibrate int8 and check classifiers; channels-first or rescaled images are refused
+    (:func:`~keras_efficient.export.tflite.check_images`). Pass ``spec`` for a raw EfficientDet
+    (then the recipe's post-processing applies and ``held_out`` enables the AP check).
+    ``labels`` name the classes in ``labels.txt`` and the Task Library metadata.
 
     Example::
 
@@ -276,27 +298,37 @@ def export_model(model: Any, recipe: Recipe, output_dir: str | os.PathLike[str],
         raise ValueError("The representative dataset is empty: export needs sample images to "
                          "calibrate and verify (e.g. keras_efficient.data.representative_images).")
     job = ExportJob(model, representative, weights_origin, spec, labels, category_ids, held_out)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    samples = check_images(list(representative)[: recipe.representative_count],
+                           static_input_shape(model))
     manifest: dict[str, Any] = {"model": model.name, "weights": weights_origin,
                                 "recipe": {**dataclasses.asdict(recipe),
                                            "formats": list(recipe.formats)},
                                 "versions": _versions(),
                                 "task": "detection" if job.is_detector else "classification",
                                 "artifacts": []}
+    staging = make_staging_folder(out)
+    step = "labels.txt"
     try:
-        run = _Export(job, recipe, staging, log)
+        run = _Export(job, recipe, staging, samples, log)
         (staging / "labels.txt").write_text("\n".join(job.class_names()) + "\n")
         if job.is_detector and recipe.postprocess == "none" and job.spec is not None:
             from keras_efficient.export.detector_tflite import write_anchors_csv
 
+            step = "anchors.csv"
             size = (int(model.input_shape[1]), int(model.input_shape[2]))
             write_anchors_csv(job.spec, size, staging / "anchors.csv")
         for fmt in recipe.formats:
             log(f"export {model.name} -> {fmt}")
             entry = run.saved_model() if fmt == "saved_model" else run.tflite(fmt)
             manifest["artifacts"].append(entry)
+        step = "manifest.json"
         write_bytes_atomic(staging / "manifest.json", json.dumps(manifest, indent=2).encode())
-        os.replace(staging, out)
+        step = f"move into {out}"
+        publish_folder(staging, out)
+    except ExportError:
+        raise
+    except Exception as error:
+        raise _failure(step, model.name, error, out.parent) from error
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -34,8 +34,9 @@ antialiasing): that is what the project's classification data
 ``keras.utils.image_dataset_from_directory``) feeds the model in training, and it sees the whole
 image, where a centre crop could cut the object off in a serving request.
 
-Every export is written into a hidden temporary sibling of the destination and renamed into place
-only when everything succeeded: a failure leaves nothing behind and raises
+Every export is written into a hidden staging sibling of the destination
+(:func:`keras_efficient.files.make_staging_folder`, which also removes those of killed runs) and
+renamed into place only when everything succeeded: a failure leaves nothing behind and raises
 :class:`~keras_efficient.export.tflite.ExportError` naming the step.
 """
 
@@ -43,7 +44,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ import tensorflow as tf
 from keras_efficient.configs.efficientdet import EfficientDetSpec
 from keras_efficient.detection.inference import inference_model
 from keras_efficient.export.tflite import ExportError
+from keras_efficient.files import make_staging_folder, publish_folder
 
 SERVING_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_image_bytes"
@@ -145,8 +146,7 @@ def _map_encoded(encoded: tf.Tensor, one: Callable[[tf.Tensor], Any],
 def _write(model: Any, target: Path, endpoints: list[tuple[str, Callable[..., Any], Any]]
            ) -> Path:
     """Trace the endpoints into a staging folder and rename it to ``target`` on success."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part",
-                                    dir=target.parent))
+    staging = make_staging_folder(target)
     step = "track the model"
     try:
         try:
@@ -158,9 +158,7 @@ def _write(model: Any, target: Path, endpoints: list[tuple[str, Callable[..., An
             step = "write the SavedModel"
             archive.write_out(os.fspath(staging), verbose=False)
             step = f"move the SavedModel into {target}"
-            if target.exists():
-                raise FileExistsError(f"{target} appeared during the export.")
-            os.replace(staging, target)
+            publish_folder(staging, target)
         except Exception as error:
             raise ExportError(f"SavedModel export step '{step}' failed for {model.name}: "
                               f"{error}") from error

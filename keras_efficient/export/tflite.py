@@ -4,7 +4,13 @@ Conversion goes through a SavedModel written by ``keras.export.ExportArchive`` w
 of 1 and the model's static
 input size (no dynamic-shape ops such as SHAPE/PACK/STRIDED_SLICE; REFERENCE §1.4). Only
 TFLite builtin ops are allowed: a graph that would need TF Select (Flex) ops fails with the
-converter's message instead of silently growing a Flex dependency.
+converter's message instead of silently growing a Flex dependency. The temporary SavedModel goes
+into ``work_dir`` (the export's staging folder) rather than the system temp folder, so that a
+killed run leaves nothing there.
+
+Representative images must follow the models' input contract: float RGB pixels in [0, 255],
+NHWC ``[1, H, W, 3]`` at the model's size. Channels-first images, images scaled to [0, 1] and
+other ranges are refused (:func:`check_images`): calibrating on them quantizes silently wrong.
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keras_efficient.files import write_bytes_atomic
+from keras_efficient.files import check_output_parent, staging_folder, write_bytes_atomic
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 INPUT_TYPES = ("float32", "uint8", "int8")
+# Pixels may overshoot [0, 255] this much (bicubic resampling); more means another convention.
+PIXEL_SLACK = 16.0
 
 
 class ExportError(RuntimeError):
@@ -68,19 +76,60 @@ def write_saved_model(model: Any, directory: str | os.PathLike[str]) -> None:
     archive.write_out(os.fspath(directory), verbose=False)
 
 
-def _representative(images: Iterable[np.ndarray], shape: tuple[int, ...]
-                    ) -> Callable[[], Iterable[list[np.ndarray]]]:
+def _layout_problem(index: int, shape: tuple[int, ...], want: tuple[int, ...]) -> str:
+    height, width, channels = want[1:]
+    if len(shape) in (3, 4) and shape[-3:] == (channels, height, width):
+        axes = "(0, 2, 3, 1)" if len(shape) == 4 else "(1, 2, 0)"
+        return (f"Representative image {index} has shape {shape}: channels first; pass "
+                f"[1, H, W, {channels}] = {list(want)} (channels last), e.g. "
+                f"np.transpose(image, {axes}).")
+    return (f"Representative image {index} has shape {shape}; the model takes {want}. Resize "
+            "the images to the model's input size (keras_efficient.data.representative_images "
+            "does).")
+
+
+def check_images(images: Iterable[np.ndarray], shape: tuple[int, ...]) -> list[np.ndarray]:
+    """The images as float32 arrays of ``shape`` (``[1, H, W, C]``), or a ``ValueError`` that
+    names the problem and the fix.
+
+    Each image must be ``[1, H, W, C]`` (or ``[H, W, C]``) at the model's size, channels last,
+    finite, with raw pixels in [0, 255]: the models normalise in-graph. A set whose largest
+    pixel is at most 1.0 is refused as scaled to [0, 1] (a real photo set never is).
+
+    Example::
+
+        check_images([np.zeros((1, 3, 224, 224))], (1, 224, 224, 3))  # ValueError: channels first
+    """
     samples = []
     for index, image in enumerate(images):
         array = np.asarray(image, dtype="float32")
-        if array.size != int(np.prod(shape)):
-            raise ValueError(f"Representative image {index} has shape {array.shape}; the model "
-                             f"takes {shape}. Resize the images to the model's input size "
-                             "(keras_efficient.data.representative_images does).")
+        if array.shape not in (shape, shape[1:]):
+            raise ValueError(_layout_problem(index, array.shape, shape))
+        if not np.isfinite(array).all():
+            raise ValueError(f"Representative image {index} holds NaN or infinite values; pass "
+                             "raw pixels in [0, 255].")
         samples.append(array.reshape(shape))
     if not samples:
         raise ValueError("The representative dataset is empty: full-integer quantization needs "
                          "sample images (e.g. keras_efficient.data.representative_images).")
+    low = min(float(sample.min()) for sample in samples)
+    high = max(float(sample.max()) for sample in samples)
+    fix = "pass raw [0, 255] pixels (the model normalises in-graph)"
+    if high <= 1.0:
+        raise ValueError(f"Representative images: max pixel {high:g} over all {len(samples)} "
+                         f"images: images look scaled to [0, 1] (or [-1, 1]); {fix}.")
+    if low < -PIXEL_SLACK:
+        raise ValueError(f"Representative images: min pixel {low:g}: images look "
+                         f"mean-subtracted or normalised; {fix}.")
+    if high > 255.0 + PIXEL_SLACK:
+        raise ValueError(f"Representative images: max pixel {high:g}: more than 8 bits per "
+                         f"channel; {fix}.")
+    return samples
+
+
+def _representative(images: Iterable[np.ndarray], shape: tuple[int, ...]
+                    ) -> Callable[[], Iterable[list[np.ndarray]]]:
+    samples = check_images(images, shape)
 
     def generator() -> Iterable[list[np.ndarray]]:
         for sample in samples:
@@ -91,12 +140,14 @@ def _representative(images: Iterable[np.ndarray], shape: tuple[int, ...]
 
 def convert(model: Any, quantization: str = "float32", *,
             representative: Iterable[np.ndarray] | None = None,
-            input_type: str = "float32") -> bytes:
+            input_type: str = "float32",
+            work_dir: str | os.PathLike[str] | None = None) -> bytes:
     """Convert ``model`` to a TFLite flatbuffer and return its bytes.
 
     ``quantization``: ``float32``; ``float16`` (weights in fp16); ``dynamic`` (int8 weights,
     float activations); ``int8`` (full integer, calibrated on ``representative`` images; inputs
     of ``input_type`` uint8/int8/float32, outputs float so that consumers need no scales).
+    ``work_dir``: where the temporary SavedModel goes (default: the system temp folder).
 
     Example::
 
@@ -106,7 +157,7 @@ def convert(model: Any, quantization: str = "float32", *,
     check_options(quantization, input_type)
     shape = static_input_shape(model)
     representative = check_representative(representative, quantization, shape)
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory(prefix=".saved_model-", dir=work_dir) as folder:
         write_saved_model(model, folder)
         return convert_saved_model(folder, quantization, shape=shape, name=model.name,
                                    representative=representative, input_type=input_type)
@@ -119,9 +170,7 @@ def check_representative(images: Iterable[np.ndarray] | None, quantization: str,
         return None if images is None else list(images)
     if images is None:
         raise ValueError("quantization='int8' needs a representative dataset of images.")
-    samples = list(images)
-    _representative(samples, shape)  # raises on an empty set or a wrong image size
-    return samples
+    return check_images(images, shape)
 
 
 def check_options(quantization: str, input_type: str) -> None:
@@ -194,9 +243,14 @@ def export_tflite(model: Any, path: str | os.PathLike[str], quantization: str = 
                   **kwargs: Any) -> Path:
     """Convert and write atomically to ``path`` (nothing is written if conversion fails).
 
+    The temporary SavedModel lives in a staging folder beside ``path``, removed afterwards.
+
     Example::
 
         export_tflite(EfficientNetLite0(weights="imagenet"), "lite0_int8.tflite", "int8",
                       representative=images, input_type="uint8")
     """
-    return write_bytes_atomic(path, convert(model, quantization, **kwargs))
+    target = check_output_parent(path)
+    with staging_folder(target) as work:
+        payload = convert(model, quantization, work_dir=work, **kwargs)
+    return write_bytes_atomic(target, payload)
