@@ -31,7 +31,10 @@ from typing import IO, Any, BinaryIO
 
 __all__ = [
     "MANIFEST_NAME",
+    "CacheDirError",
+    "CorruptArchiveError",
     "WeightsDownloadError",
+    "discard",
     "fetch",
     "file_hash",
     "keras_cache_dir",
@@ -56,11 +59,49 @@ _HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
 _FILTER_ERRORS: tuple[type[Exception], ...] = (tarfile.FilterError,) if _HAS_DATA_FILTER else ()
 
 
+class CacheDirError(OSError):
+    """The weights cache directory cannot be created or written.
+
+    The message names the directory, the cause and the fix (``KERAS_HOME`` or ``cache_dir``).
+
+    Example::
+
+        try:
+            fetch(url, "efficientnetb0.h5")
+        except CacheDirError as error:
+            print(error.path)  # the directory that could not be used
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(
+            f"The weights cache directory {self.path} cannot be used: {reason}. Set KERAS_HOME"
+            " to a writable directory (weights are cached in $KERAS_HOME/models), pass"
+            " cache_dir= to point at one, or make this one a writable directory."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self.path), self.reason))
+
+
+def _make_dir(path: Path) -> Path:
+    """``mkdir -p path``, raising :class:`CacheDirError` when that is impossible."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheDirError(path, f"{type(exc).__name__}: {exc}") from exc
+    if not path.is_dir():  # pragma: no cover - mkdir(exist_ok=True) raises for files
+        raise CacheDirError(path, "it exists and is not a directory")
+    return path
+
+
 def keras_cache_dir(subdir: str = "models") -> Path:
     """Return ``$KERAS_HOME/<subdir>`` (default ``~/.keras/<subdir>``), creating it.
 
     As in Keras, when ``KERAS_HOME`` is unset and the home directory is not
-    writable, ``<tmp>/.keras/<subdir>`` is used instead.
+    writable, ``<tmp>/.keras/<subdir>`` is used instead. A ``KERAS_HOME`` that
+    cannot hold the directory (a file, say) raises :class:`CacheDirError`.
 
     Example::
 
@@ -68,15 +109,13 @@ def keras_cache_dir(subdir: str = "models") -> Path:
     """
     keras_home = os.environ.get("KERAS_HOME")
     if keras_home:
-        path = Path(keras_home).expanduser() / subdir
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return _make_dir(Path(keras_home).expanduser() / subdir)
     path = Path.home() / ".keras" / subdir
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError:
         path = Path(tempfile.gettempdir()) / ".keras" / subdir
-        path.mkdir(parents=True, exist_ok=True)
+        _make_dir(path)
     return path
 
 
@@ -235,6 +274,28 @@ def _record(cache_dir: Path, filename: str, url: str, size: int, sha256: str) ->
         _write_manifest(cache_dir, entries)
     except OSError as exc:
         logger.warning("Could not update weights manifest in %s: %s", cache_dir, exc)
+
+
+def discard(path: str | os.PathLike[str]) -> bool:
+    """Remove a cached file and its trust record from the manifest beside it.
+
+    Returns whether the file existed. Used when a trusted-on-first-use file turns out unusable,
+    so that the next :func:`fetch` downloads and records it afresh.
+
+    Example::
+
+        discard(keras_cache_dir() / "efficientdet-lite0.tgz")  # file and manifest entry gone
+    """
+    path = Path(path)
+    existed = path.exists()
+    _unlink_quietly(path)
+    entries = _load_manifest(path.parent)
+    if entries.pop(path.name, None) is not None:
+        try:
+            _write_manifest(path.parent, entries)
+        except OSError as exc:
+            logger.warning("Could not update weights manifest in %s: %s", path.parent, exc)
+    return existed
 
 
 # --------------------------------------------------------------------------- cache check
@@ -452,7 +513,13 @@ def _download(
     timeout: float,
 ) -> tuple[int, str]:
     """Download ``url`` atomically to ``target``; return (size, sha256)."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
+                                        dir=target.parent)
+    except OSError as exc:
+        raise CacheDirError(
+            target.parent, f"cannot create a file in it to download {target.name} ({exc})"
+        ) from exc
     tmp = Path(tmp_name)
     try:
         try:
@@ -516,6 +583,7 @@ def fetch(
     Raises:
         WeightsDownloadError: The download failed or did not match its checksum
             (``KeyboardInterrupt`` propagates unchanged). No partial file is kept.
+        CacheDirError: The cache directory cannot be created or written to.
         ValueError: ``filename`` is not a plain name or a checksum is malformed.
 
     Example::
@@ -526,11 +594,7 @@ def fetch(
     _check_filename(filename)
     md5 = _normalize_hash(md5, "md5")
     sha256 = _normalize_hash(sha256, "sha256")
-    if cache_dir is None:
-        directory = keras_cache_dir()
-    else:
-        directory = Path(cache_dir).expanduser()
-        directory.mkdir(parents=True, exist_ok=True)
+    directory = keras_cache_dir() if cache_dir is None else _make_dir(Path(cache_dir).expanduser())
     target = directory / filename
 
     if target.is_file() and _cached_file_ok(target, url, md5, sha256, directory):
@@ -607,11 +671,31 @@ def _dest_is_free(dest: Path) -> bool:
     return True
 
 
+class CorruptArchiveError(ValueError):
+    """An archive cannot be read: truncated, corrupt or not a tar archive at all.
+
+    Example::
+
+        try:
+            safe_extract("efficientdet-lite0.tgz", dest)
+        except CorruptArchiveError as error:
+            print(error.archive)  # delete it and download it again
+    """
+
+    def __init__(self, archive: str | os.PathLike[str], message: str) -> None:
+        self.archive = Path(archive)
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self.archive), str(self)))
+
+
 def _open_tar(archive: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(archive, "r:*")
-    except tarfile.TarError as exc:
-        raise ValueError(f"{archive} is not a readable tar archive: {exc}") from exc
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise CorruptArchiveError(archive, f"{archive} is not a readable tar archive: {exc}"
+                                  ) from exc
 
 
 def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
@@ -624,7 +708,9 @@ def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) 
     directory, a marker file (:data:`EXTRACTED_MARKER`) is written last, and the
     directory is renamed to ``dest``. A ``dest`` holding a complete extraction
     is returned as is (the archive is not read); an empty ``dest`` directory is
-    replaced; any other existing ``dest`` raises ``FileExistsError``.
+    replaced; any other existing ``dest`` raises ``FileExistsError``. An unreadable
+    archive raises :class:`CorruptArchiveError` (a ``ValueError``); a ``dest``
+    folder that cannot be written, :class:`CacheDirError`.
 
     Example::
 
@@ -639,12 +725,18 @@ def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) 
         try:
             members = tar.getmembers()
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-            raise ValueError(f"{archive} is corrupt or truncated: {exc}") from exc
+            raise CorruptArchiveError(archive, f"{archive} is corrupt or truncated: {exc}"
+                                      ) from exc
         for member in members:
             _check_member(member, archive)
 
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".extract", dir=dest.parent))
+        _make_dir(dest.parent)
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".extract",
+                                        dir=dest.parent))
+        except OSError as exc:
+            raise CacheDirError(dest.parent, f"cannot extract {archive.name} into it ({exc})"
+                                ) from exc
         try:
             try:
                 if _HAS_DATA_FILTER:
@@ -658,7 +750,8 @@ def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) 
                     f"refusing to extract {archive}: member {member_name!r} rejected ({exc})"
                 ) from exc
             except (tarfile.TarError, EOFError, zlib.error) as exc:
-                raise ValueError(f"{archive} is corrupt or truncated: {exc}") from exc
+                raise CorruptArchiveError(archive, f"{archive} is corrupt or truncated: {exc}"
+                                          ) from exc
             info = {
                 "archive": archive.name,
                 "size": archive.stat().st_size,

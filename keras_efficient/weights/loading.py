@@ -10,6 +10,12 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
+import warnings
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -20,6 +26,106 @@ from keras_efficient.configs.efficientnet import (
     get_efficientnet_scaling,
 )
 from keras_efficient.weights.checkpoint import checkpoint_prefix, load_efficientnet_checkpoint
+
+
+class UnreadableWeightsFileError(ValueError):
+    """A weights file cannot be read at all: empty, truncated, or not HDF5 / a ``.keras`` zip.
+
+    Example::
+
+        try:
+            EfficientNetB0(weights="b0.weights.h5")
+        except UnreadableWeightsFileError as error:
+            print(error.path)  # download or save it again
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = os.fspath(path)
+        self.reason = reason
+        kind = "Keras .keras archive" if self.path.endswith(".keras") else "HDF5 weights file"
+        super().__init__(
+            f"The weights file {self.path!r} is not a readable {kind} (it is empty, truncated "
+            f"or not in that format: {reason}). Download it again, or save it again with "
+            "model.save_weights(...) / model.save(...)."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path, self.reason))
+
+
+def check_readable(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`UnreadableWeightsFileError` unless ``path`` opens as HDF5 (or zip for .keras).
+
+    Example::
+
+        check_readable("runs/flowers/classifier.weights.h5")  # silent for a good file
+    """
+    name = os.fspath(path)
+    if name.endswith(".keras"):
+        if not zipfile.is_zipfile(name):
+            raise UnreadableWeightsFileError(name, "not a zip archive")
+        return
+    import h5py
+
+    try:
+        size = os.path.getsize(name)
+        if size == 0:
+            raise UnreadableWeightsFileError(name, "0 bytes")
+        with h5py.File(name, "r"):
+            pass
+    except OSError as error:
+        raise UnreadableWeightsFileError(name, str(error)) from error
+
+
+@contextmanager
+def _held_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """Record warnings; re-emit them only if the block succeeds (a failure says it all)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+    for message in caught:
+        warnings.warn_explicit(message.message, message.category, message.filename,
+                               message.lineno, module=_module_of(message.filename),
+                               source=message.source)
+
+
+def _module_of(filename: str) -> str | None:
+    """The module name of a source file, so that re-emitted warnings meet the same filters."""
+    for name, module in list(sys.modules.items()):
+        if getattr(module, "__file__", None) == filename:
+            return name
+    return None
+
+
+def _weight_layer_count(model: Any) -> int:
+    return sum(1 for layer in model._flatten_layers(include_self=False) if layer.weights)
+
+
+def _mismatch_summary(error: Exception, model: Any) -> str:
+    """One sentence out of Keras' mismatch error (which lists every layer)."""
+    text = str(error)
+    total = re.search(r"A total of (\d+) objects could not be loaded", text)
+    parts = text.split("\n\n")
+    if total is None or len(parts) < 2:
+        return text.split("Target variable")[0].strip()
+    return (f"{total.group(1)} of the model's {_weight_layer_count(model)} weight layers do not "
+            f"match the file (first: {parts[1].strip()})")
+
+
+def _load_keras_weights(model: Any, name: str) -> None:
+    check_readable(name)
+    try:
+        with _held_warnings():
+            model.load_weights(name)
+    except ValueError as error:
+        raise ValueError(
+            f"Could not load the weights file {name!r} into {model.name!r}: "
+            f"{_mismatch_summary(error, model)}. The file was probably saved from another "
+            "variant or configuration: build the model with the same variant, include_top, "
+            "classes, num_classes and input channels as the model that saved the file."
+        ) from error
+    except (OSError, zipfile.BadZipFile) as error:  # opens, but its data cannot be read
+        raise UnreadableWeightsFileError(name, str(error)) from error
 
 
 def is_weights_source(path: Any) -> bool:
@@ -65,6 +171,8 @@ def load_weights_file(model: Any, path: str | os.PathLike[str],
     """Load ``path`` into ``model`` (see the module docstring for the supported kinds).
 
     ``scaling`` is needed for TF checkpoints when the model's name is not a variant name.
+    A file that cannot be read raises :class:`UnreadableWeightsFileError`; one saved from
+    another variant, a ``ValueError`` that says how many layers do not match.
 
     Example::
 
@@ -72,20 +180,18 @@ def load_weights_file(model: Any, path: str | os.PathLike[str],
         load_weights_file(model, "efficientnet-lite0/", get_efficientnet_scaling("lite0"))
     """
     name = os.fspath(path)
-    if name.endswith((".weights.h5", ".keras", ".weights.json")):
-        try:
-            model.load_weights(name)
-        except ValueError as error:
-            first_line = str(error).split("Target variable")[0].strip()
-            raise ValueError(
-                f"Could not load the weights file {name!r} into {model.name!r}: {first_line} "
-                "Build the model with the same variant, include_top, classes and input "
-                "channels as the model that saved the file."
-            ) from error
+    if name.endswith((".weights.h5", ".keras")):
+        _load_keras_weights(model, name)
+        return
+    if name.endswith(".weights.json"):
+        model.load_weights(name)
         return
     if name.endswith((".h5", ".hdf5")):
+        check_readable(name)
         try:
             model.load_weights(name)
+        except OSError as error:
+            raise UnreadableWeightsFileError(name, str(error)) from error
         except ValueError as error:
             raise ValueError(
                 f"Could not load the legacy weights file {name!r} into {model.name!r}: {error} "
