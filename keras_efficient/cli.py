@@ -279,7 +279,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     values = _settings(args, ("train_json", "train_images", "output_dir", "model", "batch_size",
                               "epochs", "steps_per_epoch", "learning_rate", "optimizer",
-                              "weights", "backbone_weights", "ema_decay"))
+                              "weights", "backbone_weights", "ema_decay", "on_error"))
     if args.image_size:
         values.setdefault("spec_overrides", {})
         values["spec_overrides"] = {**dict(values["spec_overrides"]),  # type: ignore[call-overload]
@@ -290,7 +290,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     unknown = set(values) - {f.name for f in dataclasses.fields(DetectorTrainConfig)}
     if unknown:
         raise ValueError(f"Unknown training settings in the config: {sorted(unknown)}.")
-    result = train_detector(DetectorTrainConfig(**values))  # type: ignore[arg-type]
+    result = train_detector(DetectorTrainConfig(**values),  # type: ignore[arg-type]
+                            overwrite=args.overwrite)
     print(f"weights: {result.weights_path}\nlabels: {result.labels_path}")
     return 0
 
@@ -318,7 +319,8 @@ def _train_classifier(args: argparse.Namespace) -> int:
                               "learning_rate", "optimizer", "weights", "ema_decay",
                               "image_size"))
     _require(values, ("train_images", "output_dir"), "train --task classify")
-    result = train_classifier(ClassifierTrainConfig(**values))  # type: ignore[arg-type]
+    result = train_classifier(ClassifierTrainConfig(**values),  # type: ignore[arg-type]
+                              overwrite=args.overwrite)
     print(f"top-1 {result['metrics']['top1']:.3f}, top-5 {result['metrics']['top5']:.3f}; "
           f"weights in {values['output_dir']}")
     return 0
@@ -340,7 +342,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from keras_efficient.models.efficientdet import EfficientDet
     from keras_efficient.training.run_folder import load_trained_detector
 
-    data = CocoDataset(args.gt_json, args.images)
+    data = CocoDataset(args.gt_json, args.images, on_error=args.on_error)
+    if data.skipped:
+        print(f"skipped (--on-error skip): {data.skipped}", file=sys.stderr)
+    if len(data) == 0:
+        from keras_efficient.evaluation.coco_metrics import NO_IMAGES
+
+        raise ValueError(f"{args.gt_json}: {NO_IMAGES}")
     if args.train_dir:
         run = load_trained_detector(args.train_dir, weights=args.weights,
                                     input_size=args.image_size)
@@ -353,7 +361,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         raise ValueError("eval needs --train-dir (a train output folder) or --weights.")
     metrics = evaluate_detector(detector, spec, args.gt_json, data_image_dir(data, args.images),
-                                label_map=data.category_ids, output_json=args.output)
+                                label_map=data.category_ids, output_json=args.output,
+                                image_ids=[record.image_id for record in data.records])
     print(format_metrics_table(metrics))
     return 0
 
@@ -524,6 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--backbone-weights", dest="backbone_weights", help="'imagenet' or path")
     train.add_argument("--freeze-backbone", dest="freeze_backbone", action="store_true")
     train.add_argument("--mixed-precision", dest="mixed_precision", action="store_true")
+    train.add_argument("--on-error", dest="on_error", choices=("raise", "skip"),
+                       help="bad annotations / unreadable images: raise (default) or skip "
+                       "them (counted and reported)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace a finished (or differently configured) run in the output "
+                       "folder instead of refusing")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("eval", help="COCO metrics of a trained detector")
@@ -535,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--images", help="image folder (default: found from the json)")
     evaluate.add_argument("--image-size", dest="image_size", type=int)
     evaluate.add_argument("--output", help="write the metrics as JSON here")
+    evaluate.add_argument("--on-error", dest="on_error", choices=("raise", "skip"),
+                          default="raise", help="unreadable images / bad annotations: raise "
+                          "(default) or skip them (evaluated on the rest, and reported)")
     evaluate.set_defaults(func=cmd_eval)
 
     export = sub.add_parser("export", help="export with a recipe (built-in or a JSON file)")

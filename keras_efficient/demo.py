@@ -91,7 +91,7 @@ def run_demo(config: DemoConfig | None = None, log: Any = print) -> dict[str, An
     step(f"2/{total} training EfficientDet-Lite0 at {config.image_size}px from scratch: "
          f"{config.epochs} epochs x {config.steps_per_epoch} steps x {config.batch_size} images "
          "(the first epoch includes graph compilation)")
-    result = train_detector(train_config)
+    result = train_detector(train_config, overwrite=True)  # a rerun replaces the demo's run
 
     step(f"3/{total} COCO evaluation on the val split")
     val = data.coco("val")

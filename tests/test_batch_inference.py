@@ -86,7 +86,7 @@ def test_expand_images_files_folders_globs(photos):
     found = expand_images([photos, photos / "square.png", str(photos / "*.png")])
     assert [p.name for p in found] == ["tall.jpg", "square.png", "wide.png"]  # no duplicates
     assert [p.name for p in expand_images([str(photos / "**" / "*.jpg")])] == ["tall.jpg"]
-    with pytest.raises(ValueError, match="No such image file or folder: .*missing.png"):
+    with pytest.raises(ValueError, match=r"No such image file or folder: .*missing\.png"):
         expand_images([photos / "missing.png"])
     with pytest.raises(ValueError, match="matches no file"):
         expand_images([str(photos / "*.gif")])
@@ -99,11 +99,11 @@ def test_expand_images_files_folders_globs(photos):
 def test_a_bad_image_fails_before_anything_is_written(run_dir, photos, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG not really")
-    with pytest.raises(ValueError, match="broken.png is not an image file"):
+    with pytest.raises(ValueError, match=r"broken\.png is not an image file"):
         check_readable([photos / "square.png", bad])
     run = load_trained_detector(run_dir)
     out = tmp_path / "out"
-    with pytest.raises(ValueError, match="broken.png"):
+    with pytest.raises(ValueError, match=r"broken\.png"):
         detect_images(keras_detector(run.model, run.spec, run.labels, run.category_ids),
                       [photos, bad], out, progress=False)
     assert not out.exists()
@@ -127,7 +127,7 @@ def test_detect_with_a_training_run_writes_coco_results_and_drawings(run_dir, ph
     for r in results:
         x, y, w, h = r["bbox"]
         size = by_id[r["image_id"]]
-        assert 0 <= x and 0 <= y and w >= 0 and h >= 0  # each image's own pixels
+        assert x >= 0 and y >= 0 and w >= 0 and h >= 0  # each image's own pixels
         assert x + w <= size["width"] + 0.01 and y + h <= size["height"] + 0.01
         assert r["score"] >= 0.2
     # The same detections as the library's Keras path, mapped the same way.

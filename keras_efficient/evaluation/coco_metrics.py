@@ -38,6 +38,9 @@ _INSTALL_HINT = (
 PredictFn = Callable[[list[np.ndarray]], Sequence[Mapping[str, Any]]]
 
 
+NO_IMAGES = ("No images to evaluate: the ground truth lists no images (or none of them could be "
+             "read); COCO AP is undefined. Check the json's 'images' and the image folder.")
+
 def _pycocotools() -> tuple[Any, Any]:
     """``(COCO, COCOeval)``, imported lazily with an install hint."""
     try:
@@ -198,6 +201,12 @@ def evaluate_detections(gt_json: str | os.PathLike[str] | Any,
         missing = [i for i in eval_ids if i not in known_images]
         if missing:
             raise ValueError(f"image_ids not in the ground truth: {missing[:10]}")
+    if not eval_ids:
+        raise ValueError(NO_IMAGES)
+    if not gt.getAnnIds(imgIds=eval_ids, iscrowd=False):
+        raise ValueError(f"The ground truth has no (non-crowd) annotations on the {len(eval_ids)}"
+                         " evaluated images, so COCO AP is undefined (pycocotools reports -1); "
+                         "evaluate on an annotated split.")
     dets = _clean_detections(detections, known_images, set(gt.getCatIds()), set(eval_ids))
 
     with _quiet(verbose):
@@ -253,6 +262,8 @@ def evaluate_predict_fn(predict_fn: PredictFn, gt_json: str | os.PathLike[str] |
         raise ValueError(f"batch_size must be >= 1; received {batch_size}.")
     gt = load_coco_ground_truth(gt_json, verbose=verbose)
     ids = sorted(gt.getImgIds()) if image_ids is None else [int(i) for i in image_ids]
+    if not ids:
+        raise ValueError(NO_IMAGES)
     unknown = [i for i in ids if i not in gt.imgs]
     if unknown:
         raise ValueError(f"image_ids not in the ground truth: {unknown[:10]}")

@@ -18,13 +18,15 @@ def evaluate_detector(detector: keras.Model, spec: EfficientDetSpec,
                       gt_json: str | os.PathLike[str], image_dir: str | os.PathLike[str], *,
                       label_map: Sequence[int] | Mapping[int, int], batch_size: int = 8,
                       max_detections: int = 100, score_threshold: float = 0.001,
-                      progress: bool = True, output_json: str | os.PathLike[str] | None = None
-                      ) -> dict[str, Any]:
+                      progress: bool = True, output_json: str | os.PathLike[str] | None = None,
+                      image_ids: Sequence[int] | None = None) -> dict[str, Any]:
     """COCO metrics of a raw detector on a COCO-format split.
 
     Uses the evaluation post-processing: top 5,000 (anchor, class) pairs, per-class NMS,
     ``max_detections`` per image; boxes are mapped back to each image's original pixels and
-    classes to the original category ids through ``label_map`` (index -> id).
+    classes to the original category ids through ``label_map`` (index -> id). ``image_ids``
+    restricts the evaluation to those images (e.g. the readable ones of a
+    ``CocoDataset(..., on_error="skip")``).
 
     Example::
 
@@ -36,4 +38,5 @@ def evaluate_detector(detector: keras.Model, spec: EfficientDetSpec,
                             score_threshold=score_threshold)
     return evaluate_predict_fn(
         lambda images: predict(model, images, batch_size=batch_size), gt_json, image_dir,
-        label_map=label_map, batch_size=batch_size, progress=progress, output_json=output_json)
+        label_map=label_map, image_ids=image_ids, batch_size=batch_size, progress=progress,
+        output_json=output_json)

@@ -11,11 +11,12 @@ from keras_efficient.training.fit import DetectorTrainConfig, train_detector
 
 
 def train(config: DetectorTrainConfig | ClassifierTrainConfig,
-          strategy: tf.distribute.Strategy | None = None) -> Any:
+          strategy: tf.distribute.Strategy | None = None, *, overwrite: bool = False) -> Any:
     """Train what ``config`` describes: a detector (COCO data) or a classifier (image folder).
 
     Returns :class:`~keras_efficient.training.fit.TrainResult` for detectors and the result
     dict of :func:`~keras_efficient.training.classifier.train_classifier` for classifiers.
+    ``overwrite=True`` replaces a finished (or differently configured) run in the output folder.
 
     Example::
 
@@ -27,8 +28,8 @@ def train(config: DetectorTrainConfig | ClassifierTrainConfig,
                                               weights="imagenet"))["metrics"]  # top1, top5
     """
     if isinstance(config, DetectorTrainConfig):
-        return train_detector(config, strategy=strategy)
+        return train_detector(config, strategy=strategy, overwrite=overwrite)
     if isinstance(config, ClassifierTrainConfig):
-        return train_classifier(config, strategy=strategy)
+        return train_classifier(config, strategy=strategy, overwrite=overwrite)
     raise TypeError(f"train() takes a DetectorTrainConfig or ClassifierTrainConfig; received "
                     f"{type(config).__name__}.")

@@ -1,18 +1,39 @@
-"""Callbacks Keras lacks: stop on a non-finite loss, save the detector atomically, progress."""
+"""Callbacks Keras lacks: stop on a non-finite or diverging loss, save weights and the resume
+backup atomically and only when finite, progress."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
 import os
 import sys
 import time
+import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 
-class NonFiniteLossError(FloatingPointError):
+def non_finite_count(variables: Iterable[Any]) -> int:
+    """How many of ``variables`` (Keras variables or arrays) hold a NaN or infinite value.
+
+    Example::
+
+        non_finite_count(model.weights)  # 0 for a healthy model
+    """
+    count = 0
+    for variable in variables:
+        value = np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable)
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            count += 1
+    return count
+
+
+class NonFiniteLossError(FloatingPointError, ValueError):
     """Training produced a NaN or infinite loss.
 
     Example::
@@ -22,6 +43,72 @@ class NonFiniteLossError(FloatingPointError):
         except NonFiniteLossError as error:
             print(error)  # the epoch, the step and the likely causes
     """
+
+
+class TrainingDivergedError(NonFiniteLossError):
+    """The loss grew far above its best value: training diverged (the checkpoints on disk are
+    from before the divergence).
+
+    Example::
+
+        model.fit(data, callbacks=[StopOnDivergence(factor=100)])  # raises TrainingDivergedError
+    """
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stop when the loss rises ``factor`` times above the lowest loss seen so far; warn when
+    the epoch loss grew ``patience`` epochs in a row.
+
+    The loss Keras reports at a batch is the epoch's running mean, so single noisy batches do
+    not trigger it; the first ``warmup_steps`` batches only set the reference. Raising before
+    the epoch ends keeps the divergence out of every checkpoint.
+
+    Example::
+
+        model.fit(data, epochs=50, callbacks=[StopOnDivergence(), SaveWeights(model, path)])
+    """
+
+    def __init__(self, factor: float = 100.0, patience: int = 3, warmup_steps: int = 3) -> None:
+        super().__init__()
+        self.factor = factor
+        self.patience = patience
+        self.warmup_steps = warmup_steps
+        self.best = math.inf
+        self.steps = 0
+        self.epoch = 0
+        self.epoch_losses: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None or not math.isfinite(float(loss)):
+            return
+        loss = float(loss)
+        self.steps += 1
+        if self.steps > self.warmup_steps and loss > self.factor * self.best:
+            self.model.stop_training = True
+            raise TrainingDivergedError(
+                f"Training diverged: the loss rose to {loss:.4g} at epoch {self.epoch + 1}, "
+                f"step {batch + 1}, {loss / self.best:.0f} times its lowest value so far "
+                f"({self.best:.4g}). Lower the learning rate (or lengthen the warm-up) and "
+                "retrain; the checkpoints on disk are from the epochs before.")
+        self.best = min(self.best, loss)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        self.epoch_losses.append(float(loss))
+        recent = self.epoch_losses[-(self.patience + 1):]
+        if len(recent) == self.patience + 1 and all(
+                later > earlier for earlier, later in itertools.pairwise(recent)):
+            message = (f"The training loss has grown for {self.patience} epochs in a row "
+                       f"({', '.join(f'{v:.4g}' for v in recent)}): the learning rate may be "
+                       "too high; the run goes on, but check it.")
+            warnings.warn(message, stacklevel=2)
+            print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -72,6 +159,14 @@ class SaveWeights(keras.callbacks.Callback):
         self.path = Path(path)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        bad = non_finite_count(self.target.weights)
+        if bad:
+            self.model.stop_training = True
+            raise NonFiniteLossError(
+                f"After epoch {epoch + 1}, {bad} of {len(self.target.weights)} weight arrays "
+                f"hold NaN or infinite values; they were not saved, so {self.path} keeps the "
+                "last finite weights. Lower the learning rate (or keep clipnorm on) and turn "
+                "mixed precision off if it is on.")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{os.getpid()}.{self.path.name}")
         try:
@@ -79,6 +174,71 @@ class SaveWeights(keras.callbacks.Callback):
             os.replace(temporary, self.path)
         finally:
             temporary.unlink(missing_ok=True)
+
+
+class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` that never leaves a half-written or non-finite backup.
+
+    Keras writes ``latest.weights.h5`` in place, so an interrupt during the write leaves a file
+    that cannot be loaded. Here the backup is written to a temporary name and renamed, and
+    skipped (with an error) when the model or optimizer holds a NaN/inf. A backup that cannot
+    be read (from an older run) is set aside with a warning and training starts over.
+
+    Example::
+
+        model.fit(data, epochs=10, callbacks=[SafeBackupAndRestore("runs/mine/backup")])
+    """
+
+    def _state(self) -> list[Any]:
+        optimizer = getattr(self.model, "optimizer", None)
+        return list(self.model.weights) + list(getattr(optimizer, "variables", []) or [])
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        weights = Path(self._weights_path)
+        if weights.exists() and not _readable_h5(weights):
+            aside = Path(self.backup_dir).with_name(
+                f"{Path(self.backup_dir).name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.replace(self.backup_dir, aside)
+            message = (f"The resume backup {weights} cannot be read (it was cut short, e.g. by "
+                       f"an interrupt while it was written); it was moved to {aside} and "
+                       "training starts again from epoch 1. Delete that folder once done.")
+            warnings.warn(message, stacklevel=2)
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+        super().on_train_begin(logs)
+
+    def _save_model(self) -> None:
+        state = self._state()
+        bad = non_finite_count(state)
+        if bad:
+            self.model.stop_training = True
+            raise NonFiniteLossError(
+                f"{bad} of {len(state)} model/optimizer arrays hold NaN or infinite values at "
+                f"epoch {self._current_epoch}; the resume backup in {self.backup_dir} was not "
+                "overwritten and holds the last finite state. Lower the learning rate (or keep "
+                "clipnorm on) and turn mixed precision off if it is on.")
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{os.getpid()}.partial.weights.h5"
+        try:
+            self.model.save_weights(filepath=str(temporary), overwrite=True)
+            os.replace(temporary, self._weights_path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        partial = folder / f".{os.getpid()}.training_metadata.json"
+        partial.write_text(json.dumps(metadata))
+        os.replace(partial, self._training_metadata_path)
+
+
+def _readable_h5(path: Path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            handle.visit(lambda name: None)
+    except (OSError, RuntimeError, ValueError):
+        return False
+    return True
 
 
 class EpochLog(keras.callbacks.Callback):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,18 @@ from keras_efficient.configs.efficientnet import get_efficientnet_scaling
 from keras_efficient.data.classification import image_folder_dataset
 from keras_efficient.files import write_json_atomic, write_text_atomic
 from keras_efficient.models.efficientnet import EfficientNet
-from keras_efficient.training.callbacks import EpochLog, SaveWeights, StopOnNonFiniteLoss
+from keras_efficient.training.callbacks import (
+    EpochLog,
+    SafeBackupAndRestore,
+    SaveWeights,
+    StopOnDivergence,
+    StopOnNonFiniteLoss,
+)
+from keras_efficient.training.output_folder import prepare_output_folder
 from keras_efficient.training.schedules import warmup_cosine
 from keras_efficient.training.strategy import choose_strategy
+
+WEIGHTS_FILE = "classifier.weights.h5"
 
 
 @dataclasses.dataclass
@@ -75,13 +85,16 @@ def build_classifier(config: ClassifierTrainConfig, num_classes: int,
 
 
 def train_classifier(config: ClassifierTrainConfig,
-                     strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:
+                     strategy: tf.distribute.Strategy | None = None, *,
+                     overwrite: bool = False) -> dict[str, Any]:
     """Train on ``train_images/<class>/*``; returns the model, class names, history, metrics.
 
     A new classifier head with one output per class folder is put on the backbone
     (``weights`` as for :func:`keras_efficient.EfficientNet`, without its ImageNet top).
     Writes ``classifier.weights.h5`` (after every epoch), ``labels.txt``,
-    ``train_config.json`` (to rebuild the model) and ``metrics.json``.
+    ``train_config.json`` (to rebuild the model) and ``metrics.json``. The output folder
+    rules (resume, refuse, ``overwrite``) and the NaN/divergence stops are those of
+    :func:`~keras_efficient.training.fit.train_detector`.
 
     Example::
 
@@ -91,7 +104,9 @@ def train_classifier(config: ClassifierTrainConfig,
     """
     keras.utils.set_random_seed(config.seed)
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    mode = prepare_output_folder(out, dataclasses.asdict(config), weights_file=WEIGHTS_FILE,
+                                 run_files=(WEIGHTS_FILE, "labels.txt", "metrics.json"),
+                                 overwrite=overwrite)
     size = classifier_input_size(config)
     train, names = image_folder_dataset(config.train_images, (size, size), config.batch_size,
                                         validation_split=config.validation_split,
@@ -99,8 +114,6 @@ def train_classifier(config: ClassifierTrainConfig,
     val, _ = image_folder_dataset(config.train_images, (size, size), config.batch_size,
                                   validation_split=config.validation_split,
                                   subset="validation", seed=config.seed)
-    write_text_atomic(out / "labels.txt", "\n".join(names) + "\n")
-    write_json_atomic(out / "train_config.json", dataclasses.asdict(config))
     steps = int(train.cardinality().numpy())
     if steps < 1:
         raise ValueError(f"No training batches in {config.train_images}: add images or lower "
@@ -120,14 +133,20 @@ def train_classifier(config: ClassifierTrainConfig,
             keras.metrics.CategoricalAccuracy(name="top1"),
             keras.metrics.TopKCategoricalAccuracy(k=min(5, len(names)), name="top5")])
 
+    out.mkdir(parents=True, exist_ok=True)  # training can start: now write into the folder
+    write_text_atomic(out / "labels.txt", "\n".join(names) + "\n")
+    write_json_atomic(out / "train_config.json", dataclasses.asdict(config))
+    if mode == "resume":
+        print(f"resuming the interrupted run in {out}", file=sys.stderr, flush=True)
+
     def one_hot(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return images, tf.one_hot(labels, len(names))
 
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.BackupAndRestore(str(out / "backup")), StopOnNonFiniteLoss()]
+        StopOnNonFiniteLoss(), StopOnDivergence(), SafeBackupAndRestore(str(out / "backup"))]
     if config.ema_decay:
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
-    callbacks.append(SaveWeights(model, out / "classifier.weights.h5"))
+    callbacks.append(SaveWeights(model, out / WEIGHTS_FILE))
     if config.verbose == 0:
         callbacks.append(EpochLog(config.epochs))
     history = model.fit(train.map(one_hot), validation_data=val.map(one_hot),

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,14 @@ from keras_efficient.data.pipeline import detection_dataset
 from keras_efficient.detection.anchors import generate_anchors
 from keras_efficient.files import write_json_atomic
 from keras_efficient.models.efficientdet import EfficientDet
-from keras_efficient.training.callbacks import EpochLog, SaveWeights, StopOnNonFiniteLoss
+from keras_efficient.training.callbacks import (
+    EpochLog,
+    SafeBackupAndRestore,
+    SaveWeights,
+    StopOnDivergence,
+    StopOnNonFiniteLoss,
+)
+from keras_efficient.training.output_folder import prepare_output_folder
 from keras_efficient.training.schedules import scaled_learning_rate, warmup_cosine
 from keras_efficient.training.strategy import choose_strategy
 from keras_efficient.training.targets import with_targets
@@ -94,6 +102,10 @@ class DetectorTrainConfig:
         return self.learning_rate or scaled_learning_rate(self.batch_size)
 
 
+WEIGHTS_FILE = "detector.weights.h5"
+RUN_FILES = (WEIGHTS_FILE, "labels.txt", "labels.json", "logs")
+
+
 @dataclasses.dataclass
 class TrainResult:
     """The trained detector (EMA weights when enabled) and where its files are.
@@ -131,13 +143,18 @@ def make_optimizer(config: DetectorTrainConfig, schedule: Any) -> keras.optimize
 
 
 def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strategy | None = None,
-                   extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+                   extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+                   overwrite: bool = False) -> TrainResult:
     """Train an EfficientDet on a COCO-format dataset; see :class:`DetectorTrainConfig`.
 
     Writes to ``output_dir``: ``detector.weights.h5`` (EMA weights, after every epoch),
     ``labels.txt`` / ``labels.json`` (class index -> category), ``train_config.json``,
     ``backup/`` (resume state, removed when training completes) and TensorBoard ``logs/``
-    when TensorBoard is installed. Rerunning the same command after an interruption resumes.
+    when TensorBoard is installed. Rerunning the same command after an interruption resumes;
+    a folder holding a finished run, or an interrupted run of other settings, is refused unless
+    ``overwrite=True`` (which removes that run first). Nothing is written before the data is
+    read and the model is built. Training stops with an error, keeping the last finite
+    checkpoint, on a NaN/inf loss or weights and when the loss diverges.
 
     Example::
 
@@ -148,13 +165,14 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
     """
     keras.utils.set_random_seed(config.seed)
     output = Path(config.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
     data = CocoDataset(config.train_json, config.train_images, on_error=config.on_error)
+    if len(data) == 0:
+        raise ValueError(f"{config.train_json} lists no usable images (skipped: "
+                         f"{data.skipped or 'none'}); nothing to train on. Check the 'images' "
+                         "list and the image folder.")
     spec = config.spec()
-    labels_path = output / "labels.txt"
-    data.write_label_file(labels_path)
-    write_json_atomic(output / "train_config.json", dataclasses.asdict(config))
-
+    mode = prepare_output_folder(output, dataclasses.asdict(config), weights_file=WEIGHTS_FILE,
+                                 run_files=RUN_FILES, overwrite=overwrite)
     size = (spec.input_size, spec.input_size)
     anchors = generate_anchors(spec.anchor_spec(size))
     batches = detection_dataset(data, size, batch_size=config.batch_size, training=True,
@@ -186,13 +204,22 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
     finally:
         keras.config.set_dtype_policy(policy)
 
+    # Training can start: only now is anything written into the output folder.
+    output.mkdir(parents=True, exist_ok=True)
+    labels_path = output / "labels.txt"
+    data.write_label_file(labels_path)
+    write_json_atomic(output / "train_config.json", dataclasses.asdict(config))
+    if mode == "resume":
+        print(f"resuming the interrupted run in {output}", file=sys.stderr, flush=True)
+
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.BackupAndRestore(str(output / "backup")),
         StopOnNonFiniteLoss(),
+        StopOnDivergence(),
+        SafeBackupAndRestore(str(output / "backup")),
     ]
     if config.ema_decay:
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
-    weights_path = output / "detector.weights.h5"
+    weights_path = output / WEIGHTS_FILE
     callbacks.append(SaveWeights(detector, weights_path))
     if _tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(str(output / "logs")))

@@ -18,10 +18,9 @@ from typing import Any
 from keras_efficient.configs.efficientdet import EfficientDetSpec
 from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.training.classifier import ClassifierTrainConfig, build_classifier
-from keras_efficient.training.fit import DetectorTrainConfig
+from keras_efficient.training.fit import WEIGHTS_FILE, DetectorTrainConfig
+from keras_efficient.training.output_folder import CONFIG_FILE
 
-WEIGHTS_FILE = "detector.weights.h5"
-CONFIG_FILE = "train_config.json"
 LABELS_FILE = "labels.json"
 CLASSIFIER_WEIGHTS = "classifier.weights.h5"
 

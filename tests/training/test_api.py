@@ -7,10 +7,10 @@ from keras_efficient.training import api
 
 def test_train_dispatches_on_the_config_type(monkeypatch):
     calls = []
-    monkeypatch.setattr(api, "train_detector", lambda c, strategy=None: calls.append("det"))
-    monkeypatch.setattr(api, "train_classifier", lambda c, strategy=None: calls.append("cls"))
+    monkeypatch.setattr(api, "train_detector", lambda c, strategy=None, overwrite=False: calls.append(("det", overwrite)))
+    monkeypatch.setattr(api, "train_classifier", lambda c, strategy=None, overwrite=False: calls.append(("cls", overwrite)))
     api.train(api.DetectorTrainConfig(train_json="a", train_images="b", output_dir="c"))
-    api.train(api.ClassifierTrainConfig(train_images="b", output_dir="c"))
-    assert calls == ["det", "cls"]
+    api.train(api.ClassifierTrainConfig(train_images="b", output_dir="c"), overwrite=True)
+    assert calls == [("det", False), ("cls", True)]
     with pytest.raises(TypeError, match="DetectorTrainConfig or ClassifierTrainConfig"):
         api.train({"train_json": "a"})
