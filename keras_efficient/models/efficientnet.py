@@ -21,6 +21,7 @@ A dynamic-size input gets an ``input_size_check`` layer that refuses images unde
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -48,6 +49,9 @@ POOLINGS = (None, "avg", "max")
 
 def _check_arguments(scaling: EfficientNetScaling, include_top: bool, weights: str | None,
                      pooling: str | None, classes: int, classifier_activation: Any) -> None:
+    if isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or classes < 1:
+        raise ValueError("`classes` must be a positive integer (a number of classes); "
+                         f"received classes={classes!r}.")
     if not (weights in (None, "imagenet") or is_weights_source(weights)):
         raise ValueError(
             "The `weights` argument should be None (random initialization), 'imagenet' "
