@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from keras_efficient.data.decode import IMAGE_SUFFIXES, ImageDecodeError, read_image
 from keras_efficient.data.transforms import load_image, resize_and_pad
 from keras_efficient.data.visualize import LEGIBLE_SIZE, draw_detections
 from keras_efficient.files import write_json_atomic
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 RESIZE_MODES = ("letterbox", "stretch")
 
 Detections = list[dict[str, Any]]
@@ -64,25 +64,33 @@ def expand_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return list(found)
 
 
-def check_readable(paths: Sequence[Path]) -> list[tuple[int, int]]:
-    """``(height, width)`` of every image, read from the headers; raises naming the first file
-    that is not an image, before any model work or output is written.
+def check_readable(paths: Sequence[Path], *, on_error: str = "raise"
+                   ) -> tuple[list[Path], list[tuple[int, int]], list[str]]:
+    """Decode every image once before any model work or output: ``(readable paths, their
+    (height, width) as displayed, problems)``. ``on_error="raise"`` raises naming the first
+    file that cannot be decoded; ``"skip"`` leaves it out and lists the problem.
 
     Example::
 
-        check_readable(expand_images(["photos/"]))  # [(480, 640), ...]
+        paths, sizes, skipped = check_readable(expand_images(["photos/"]), on_error="skip")
     """
-    from PIL import Image, UnidentifiedImageError
-
-    sizes = []
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip'; received {on_error!r}.")
+    good, sizes, problems = [], [], []
     for path in paths:
         try:
-            with Image.open(path) as image:
-                sizes.append((image.height, image.width))
-        except (UnidentifiedImageError, OSError) as error:
-            raise ValueError(f"{path} is not an image file that can be read ({error}); remove "
-                             "it from the inputs or convert it to PNG/JPEG.") from error
-    return sizes
+            height, width = read_image(path).shape[:2]
+        except ImageDecodeError as error:
+            if on_error == "raise":
+                raise
+            problems.append(str(error))
+            continue
+        good.append(path)
+        sizes.append((int(height), int(width)))
+    if not good:
+        raise ValueError(f"None of the {len(paths)} images can be decoded"
+                         + (f"; first problem: {problems[0]}" if problems else "."))
+    return good, sizes, problems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,14 +224,16 @@ def _png_names(paths: Sequence[Path]) -> list[str]:
 def detect_images(detector: Detector, inputs: Sequence[str | os.PathLike[str]],
                   output_dir: str | os.PathLike[str], *, score_threshold: float = 0.3,
                   draw: bool = True, draw_size: int = LEGIBLE_SIZE,
-                  progress: bool = True) -> Detections:
+                  progress: bool = True, on_error: str = "raise") -> Detections:
     """Detect objects in every image ``inputs`` names; write ``detections.json`` (COCO
     results: ``image_id``, ``category_id``, ``bbox`` [x, y, w, h] in the image's pixels,
     ``score``, plus ``file_name`` and ``category_name``), ``images.json`` (id, file, size) and
     one drawn PNG per image (``draw_size``: the long side small images are upscaled to).
     Returns the results list.
 
-    Every image is checked before any work, so a bad file fails the call with nothing written.
+    Every image is decoded once before any work, so a bad file fails the call with nothing
+    written, or, with ``on_error="skip"`` (the CLI's default), is left out, reported on stderr
+    and listed in ``images.json``'s sibling ``skipped.json``.
 
     Example::
 
@@ -233,8 +243,8 @@ def detect_images(detector: Detector, inputs: Sequence[str | os.PathLike[str]],
     """
     import keras
 
-    paths = expand_images(inputs)
-    sizes = check_readable(paths)
+    paths, sizes, skipped = check_readable(expand_images(inputs), on_error=on_error)
+    _report_skipped(skipped)
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"The output {out} exists and is not a folder; pass another --output.")
@@ -268,17 +278,30 @@ def detect_images(detector: Detector, inputs: Sequence[str | os.PathLike[str]],
             bar.add(1)
     write_json_atomic(out / "images.json", images)
     write_json_atomic(out / "detections.json", results)
+    if skipped:
+        write_json_atomic(out / "skipped.json", skipped)
     return results
+
+
+def _report_skipped(skipped: Sequence[str]) -> None:
+    import sys
+
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable image{'s' * (len(skipped) > 1)}:",
+              file=sys.stderr)
+        for problem in skipped:
+            print(f"  {problem}", file=sys.stderr)
 
 
 def classify_images(model: Any, inputs: Sequence[str | os.PathLike[str]], *,
                     labels: Sequence[str] | None = None, top: int = 5,
-                    progress: bool = True) -> list[dict[str, Any]]:
+                    progress: bool = True, on_error: str = "raise") -> list[dict[str, Any]]:
     """Top-``top`` classes of every image ``inputs`` names, each resized (bilinear, aspect not
     kept, as ``keras.utils.load_img(target_size=...)``) to the model's input size.
 
     Returns one dict per image: ``file`` and ``top``, a list of ``(index, name, probability)``;
-    names come from ``labels`` (class numbers without them).
+    names come from ``labels`` (class numbers without them). ``on_error`` as in
+    :func:`detect_images`.
 
     Example::
 
@@ -289,8 +312,8 @@ def classify_images(model: Any, inputs: Sequence[str | os.PathLike[str]], *,
     import keras
     from PIL import Image
 
-    paths = expand_images(inputs)
-    sizes = check_readable(paths)
+    paths, sizes, skipped = check_readable(expand_images(inputs), on_error=on_error)
+    _report_skipped(skipped)
     height, width = model.input_shape[1:3]
     bar = keras.utils.Progbar(len(paths), unit_name="image") if progress else None
     rows = []

@@ -77,13 +77,10 @@ def _weights_arg(value: str) -> str | None:
     return None if value.lower() == "none" else value
 
 
-def _load_image(path: str | None, size: int, seed: int) -> np.ndarray:
+def _generated_image(size: int, seed: int) -> np.ndarray:
+    """A ``size`` x ``size`` picture of random shapes (``classify`` without images)."""
     from PIL import Image, ImageDraw
 
-    if path:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(rgb, dtype="float32")
     rng = np.random.default_rng(seed)
     canvas = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(0, 255, 3)))
     draw = ImageDraw.Draw(canvas)
@@ -127,7 +124,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     print(f"{model.name}: {model.count_params():,} parameters, input {size}x{size}, "
           f"weights: {weights or 'random (weights=None)'}")
     if not args.images:
-        image = _load_image(None, size, args.seed)
+        image = _generated_image(size, args.seed)
         probabilities = model.predict(image[None], verbose=0)[0]
         rows = [{"file": f"a generated {size}x{size} image (seed {args.seed})",
                  "top": [(int(i), labels[i] if labels else f"class {i}",
@@ -135,7 +132,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
                          for i in np.argsort(probabilities)[::-1][:args.top]]}]
     else:
         rows = classify_images(model, args.images, labels=labels, top=args.top,
-                               progress=len(args.images) > 1 or Path(args.images[0]).is_dir())
+                               progress=len(args.images) > 1 or Path(args.images[0]).is_dir(),
+                               on_error=args.on_error)
     for row in rows:
         print(f"top-{len(row['top'])} for {row['file']}:")
         for rank, (index, name, score) in enumerate(row["top"], start=1):
@@ -193,7 +191,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     output = Path(args.output or Path("runs") / "detect")
     print(f"detecting with {source} (score >= {args.score_threshold})")
     results = detect_images(detector, args.images, output, score_threshold=args.score_threshold,
-                            draw=not args.no_draw)
+                            draw=not args.no_draw, on_error=args.on_error)
     images = json.loads((output / "images.json").read_text())
     for image in images:
         mine = [r for r in results if r["image_id"] == image["id"]]
@@ -486,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--top", type=int, default=5, help="classes to print per image")
     classify.add_argument("--output", help="also write the results as JSON here")
     classify.add_argument("--seed", type=int, default=0, help="seed of the generated image")
+    classify.add_argument("--on-error", dest="on_error", choices=("raise", "skip"),
+                          default="skip", help="an image that cannot be decoded: skip it and "
+                          "report it (default), or stop with an error")
     classify.set_defaults(func=cmd_classify)
 
     detect = sub.add_parser("detect", help="detect objects in images; COCO JSON + drawings")
@@ -505,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--output", help="output folder (default runs/detect)")
     detect.add_argument("--no-draw", dest="no_draw", action="store_true",
                         help="only the JSON, no drawn PNGs")
+    detect.add_argument("--on-error", dest="on_error", choices=("raise", "skip"),
+                        default="skip", help="an image that cannot be decoded: skip it and "
+                        "report it (default), or stop with an error before any output")
     detect.set_defaults(func=cmd_detect)
 
     demo = sub.add_parser("demo", help="offline main job: synthetic data, train, evaluate")

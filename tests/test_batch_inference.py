@@ -3,6 +3,7 @@ run, an exported ``.tflite`` (letterboxed and stretched), the COCO-results JSON,
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -99,14 +100,35 @@ def test_expand_images_files_folders_globs(photos):
 def test_a_bad_image_fails_before_anything_is_written(run_dir, photos, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG not really")
-    with pytest.raises(ValueError, match=r"broken\.png is not an image file"):
-        check_readable([photos / "square.png", bad])
+    truncated = tmp_path / "cut.jpg"
+    Image.fromarray(shapes_image(64, 64, 3)).save(truncated, quality=90)
+    truncated.write_bytes(truncated.read_bytes()[:300])  # the header reads, the pixels do not
+    for broken in (bad, truncated):
+        with pytest.raises(ValueError, match=rf"{broken.name}: cannot decode the image"):
+            check_readable([photos / "square.png", broken])
     run = load_trained_detector(run_dir)
     out = tmp_path / "out"
-    with pytest.raises(ValueError, match=r"broken\.png"):
+    with pytest.raises(ValueError, match=r"cut\.jpg"):
         detect_images(keras_detector(run.model, run.spec, run.labels, run.category_ids),
-                      [photos, bad], out, progress=False)
+                      [photos, truncated], out, progress=False)
     assert not out.exists()
+
+
+def test_the_cli_skips_unreadable_images_and_says_so(run_dir, photos, tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    shutil.copytree(photos, folder)
+    (folder / "cut.jpg").write_bytes((photos / "nested" / "tall.jpg").read_bytes()[:300])
+    out = tmp_path / "found"
+    assert main(["detect", str(folder), "--train-dir", str(run_dir), "--output", str(out),
+                 "--no-draw"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped 1 unreadable image" in captured.err and "cut.jpg" in captured.err
+    assert len(json.loads((out / "images.json").read_text())) == 3
+    assert "cut.jpg" in json.loads((out / "skipped.json").read_text())[0]
+    assert main(["detect", str(folder), "--train-dir", str(run_dir), "--output",
+                 str(tmp_path / "strict"), "--on-error", "raise"]) == 2
+    assert "cut.jpg: cannot decode" in capsys.readouterr().err
+    assert not (tmp_path / "strict").exists()
 
 
 def test_detect_with_a_training_run_writes_coco_results_and_drawings(run_dir, photos, tmp_path,

@@ -28,17 +28,19 @@ from typing import Any, Literal
 
 import numpy as np
 
+from keras_efficient.data.decode import displayed_size
+
 logger = logging.getLogger(__name__)
 
 OnError = Literal["raise", "skip"]
 MAX_LISTED = 20
 # Formats both PIL (header check) and tf.io.decode_image (the pipeline) read.
-DECODABLE_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP", "WEBP"})
+DECODABLE_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF"})
 
 # reason key -> what it means; the keys are those of ``CocoDataset.skipped``.
 REASONS: dict[str, str] = {
     "missing_file": "image file not found",
-    "unreadable_file": "image file unreadable or not JPEG/PNG/GIF/BMP/WebP",
+    "unreadable_file": "image file unreadable or not JPEG/PNG/GIF/BMP/WebP/TIFF",
     "size_mismatch": "image file size differs from the json's height/width",
     "unknown_image_id": "annotation refers to an image id not in 'images'",
     "unknown_category": "annotation has a category id not in 'categories'",
@@ -208,14 +210,24 @@ class CocoDataset:
 
         try:
             with Image.open(path) as opened:
-                image_format, size = opened.format, opened.size
+                image_format = opened.format
+            displayed, stored = displayed_size(path)
         except (OSError, ValueError) as error:
             return "unreadable_file", f"cannot read {path}: {error}"
         if image_format not in DECODABLE_FORMATS:
-            return "unreadable_file", f"{path} is {image_format}, not JPEG/PNG/GIF/BMP/WebP"
-        if (size[1], size[0]) != (int(image["height"]), int(image["width"])):
-            return "size_mismatch", (f"file is {size[1]}x{size[0]} (HxW) but the json says "
-                                     f"{image['height']}x{image['width']}")
+            return "unreadable_file", (f"{path} is {image_format}, not "
+                                       f"{'/'.join(sorted(DECODABLE_FORMATS))}")
+        expected = (int(image["height"]), int(image["width"]))
+        if displayed != expected:
+            hint = ""
+            if stored == expected:
+                hint = (" — the json gives the size as stored, but the file's EXIF orientation "
+                        f"rotates it to {displayed[0]}x{displayed[1]} as displayed (and as "
+                        "decoded here, like COCO tools and phones); give the displayed size "
+                        "(and boxes) in the json")
+            return "size_mismatch", (f"file is {displayed[0]}x{displayed[1]} (HxW, as "
+                                     f"displayed) but the json says {expected[0]}x{expected[1]}"
+                                     f"{hint}")
         return None
 
     # ------------------------------------------------------------------ convenience

@@ -31,21 +31,25 @@ import numpy as np
 import tensorflow as tf
 
 from keras_efficient.data.coco import CocoDataset, ImageRecord
+from keras_efficient.data.decode import read_image
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def decode_image(path: tf.Tensor) -> tf.Tensor:
-    """Read and decode a JPEG/PNG/GIF/BMP/WebP file to uint8 RGB ``[h, w, 3]``.
+def _read(path: Any) -> np.ndarray:
+    return read_image(bytes(np.asarray(path).item()).decode("utf-8"))
 
-    Grayscale is replicated to three channels, alpha dropped, palette images expanded.
+
+def decode_image(path: tf.Tensor) -> tf.Tensor:
+    """Decode an image file to uint8 RGB ``[h, w, 3]`` inside ``tf.data``, with the decoder of
+    every other path (:func:`keras_efficient.data.decode.read_image`: EXIF orientation, 16-bit
+    scaling, grayscale/RGBA/palette/CMYK to RGB), so training sees the pixels inference sees.
 
     Example::
 
         image = decode_image(tf.constant("photo.png"))  # uint8 [h, w, 3]
     """
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False,
-                               dtype=tf.uint8)
+    image = tf.numpy_function(_read, [path], tf.uint8, stateful=False)
     image.set_shape([None, None, 3])
     return image
 

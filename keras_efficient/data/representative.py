@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from keras_efficient.data.decode import IMAGE_SUFFIXES
 from keras_efficient.data.transforms import load_image, resize_and_pad
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 
 
 def _image_paths(source: Any) -> list[str]:

@@ -7,22 +7,23 @@ from typing import Any
 
 import numpy as np
 
+from keras_efficient.data.decode import read_image
+
 
 def load_image(source: str | os.PathLike[str] | np.ndarray) -> np.ndarray:
     """An image file path or array -> float32 RGB ``[H, W, 3]`` in [0, 255].
 
-    Grayscale, RGBA and palette images become RGB; arrays must be ``[H, W]``, ``[H, W, 1]``,
-    ``[H, W, 3]`` or ``[H, W, 4]``.
+    Files are decoded by :func:`keras_efficient.data.decode.read_image` (EXIF orientation
+    applied, 16-bit scaled, grayscale/RGBA/palette/CMYK to RGB; a bad file raises naming it),
+    the decoder training uses too. Arrays must be ``[H, W]``, ``[H, W, 1]``, ``[H, W, 3]`` or
+    ``[H, W, 4]``.
 
     Example::
 
         image = load_image("photo.jpg")  # float32 [H, W, 3] RGB in [0, 255]
     """
     if isinstance(source, str | os.PathLike):
-        from PIL import Image
-
-        with Image.open(source) as image:
-            return np.asarray(image.convert("RGB"), dtype="float32")
+        return read_image(source).astype("float32")
     array = np.asarray(source)
     if array.ndim == 2:
         array = array[..., None]

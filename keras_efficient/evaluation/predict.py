@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import keras
 import numpy as np
 
 from keras_efficient.data.transforms import image_info, load_image, resize_and_pad
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def predict(inference: keras.Model, images: Iterable[str | os.PathLike[str] | np.ndarray],
@@ -20,8 +31,9 @@ def predict(inference: keras.Model, images: Iterable[str | os.PathLike[str] | np
     Each image is loaded (RGB), resized keeping its aspect ratio and padded to the model input;
     the returned boxes are in the original image's pixels. One dict per image with ``boxes``
     ``[K, 4]`` (ymin, xmin, ymax, xmax), ``scores`` ``[K]`` and ``classes`` ``[K]``, sorted by
-    score, keeping detections above ``score_threshold``. No images give an empty list (Keras'
-    own ``predict`` fails on an empty batch).
+    score, keeping detections above ``score_threshold``. Images are decoded one batch at a
+    time (memory does not grow with their number). No images give an empty list (Keras' own
+    ``predict`` fails on an empty batch).
 
     Example::
 
@@ -32,15 +44,13 @@ def predict(inference: keras.Model, images: Iterable[str | os.PathLike[str] | np
     if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
             or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer; received {batch_size!r}.")
-    loaded = [load_image(source) for source in images]
-    if not loaded:
-        return []
     size = (int(inference.input_shape[0][1]), int(inference.input_shape[0][2]))
     results: list[dict[str, Any]] = []
-    for start in range(0, len(loaded), int(batch_size)):
-        chunk = loaded[start:start + int(batch_size)]
+    # Decoded one batch at a time, so memory does not grow with the number of images.
+    for chunk in _batches(images, int(batch_size)):
         batch, infos = [], []
-        for original in chunk:
+        for source in chunk:
+            original = load_image(source)
             padded, scale = resize_and_pad(original, size)
             batch.append(padded)
             infos.append(image_info(original, scale))
