@@ -51,9 +51,9 @@ def benchmark(name: str, runs: int, warmup: int) -> dict[str, list[float]]:
     info = tf.constant([[1.0, size, size]], tf.float32)
     candidates = {
         "raw": (compiled(detector), (image,)),
-        "serving": (compiled(inference_model(detector, spec, class_aware=False)),
+        "serving": (compiled(inference_model(detector, class_aware=False)),
                     (image, info)),
-        "evaluation": (compiled(inference_model(detector, spec, class_aware=True)),
+        "evaluation": (compiled(inference_model(detector, class_aware=True)),
                        (image, info)),
     }
     times: dict[str, list[float]] = {key: [] for key in candidates}

@@ -54,7 +54,7 @@ kwargs = dict(representative=images, input_type="uint8") if {quantization!r} == 
 if {name!r}.startswith("efficientdet"):
     options = PostprocessOptions({postprocess!r}, score_threshold={threshold!r},
                                  op_top_k={top_k!r})
-    payload = convert_detector(model, get_efficientdet_spec({name!r}), {quantization!r},
+    payload = convert_detector(model, {quantization!r},
                                options=options, **kwargs)
 else:
     payload = convert(model, {quantization!r}, **kwargs)

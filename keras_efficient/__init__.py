@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     **{f"EfficientNetLite{i}": "keras_efficient.models" for i in range(5)},
     "get_model": "keras_efficient.models",
     "EfficientDet": "keras_efficient.models",
+    "EfficientDetector": "keras_efficient.models.efficientdet",
     "EFFICIENTDET_VARIANTS": "keras_efficient.configs.efficientdet",
     **{f"EfficientDetD{i}": "keras_efficient.models" for i in (*range(8), "7X")},
     **{f"EfficientDetLite{i}": "keras_efficient.models" for i in (0, 1, 2, 3, "3X", 4)},
@@ -46,6 +47,7 @@ __all__ = [
     "EfficientDetLite3",
     "EfficientDetLite3X",
     "EfficientDetLite4",
+    "EfficientDetector",
     "EfficientNet",
     "EfficientNetB0",
     "EfficientNetB1",
@@ -104,6 +106,7 @@ if TYPE_CHECKING:
         EfficientNetLite4,
         get_model,
     )
+    from keras_efficient.models.efficientdet import EfficientDetector
     from keras_efficient.models.imagenet import decode_predictions, preprocess_input
 
 

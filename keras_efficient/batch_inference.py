@@ -101,7 +101,7 @@ class Detector:
 
     Example::
 
-        detector = keras_detector(run.model, run.spec, run.labels, run.category_ids)
+        detector = keras_detector(run.model)
         [found] = detector.predict_fn([load_image("photo.jpg")])
     """
 
@@ -117,23 +117,25 @@ class Detector:
         return self.category_ids[index] if 0 <= index < len(self.category_ids) else index + 1
 
 
-def keras_detector(model: Any, spec: Any, labels: Sequence[str],
-                   category_ids: Sequence[int] | None = None, *, score_threshold: float = 0.05,
+def keras_detector(model: Any, *, labels: Sequence[str] | None = None,
+                   category_ids: Sequence[int] | None = None, score_threshold: float = 0.05,
                    max_detections: int = 100) -> Detector:
     """A raw Keras EfficientDet with the serving post-processing (best class per anchor,
-    class-agnostic NMS), boxes mapped to each image's pixels.
+    class-agnostic NMS), boxes mapped to each image's pixels; class names and category ids
+    are the detector's own (its label map) unless given.
 
     Example::
 
-        detector = keras_detector(run.model, run.spec, run.labels, run.category_ids)
+        detector = keras_detector(load_trained_detector("runs/mine").model)
     """
     from keras_efficient.detection.inference import inference_model
     from keras_efficient.evaluation.predict import predict
 
-    inference = inference_model(model, spec, class_aware=False, max_detections=max_detections,
+    inference = inference_model(model, class_aware=False, max_detections=max_detections,
                                 score_threshold=score_threshold)
-    ids = list(category_ids) if category_ids is not None else [i + 1 for i in range(len(labels))]
-    return Detector(model.name, lambda images: predict(inference, images), list(labels), ids)
+    return Detector(model.name, lambda images: predict(inference, images),
+                    list(labels if labels is not None else model.labels),
+                    list(category_ids if category_ids is not None else model.category_ids))
 
 
 def tflite_labels(path: Path) -> list[str] | None:
@@ -238,8 +240,8 @@ def detect_images(detector: Detector, inputs: Sequence[str | os.PathLike[str]],
     Example::
 
         run = load_trained_detector("runs/mine")
-        detect_images(keras_detector(run.model, run.spec, run.labels, run.category_ids),
-                      ["photos/"], "runs/mine/detections", score_threshold=0.4)
+        detect_images(keras_detector(run.model), ["photos/"], "runs/mine/detections",
+                      score_threshold=0.4)
     """
     import keras
 

@@ -182,8 +182,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         from keras_efficient.training.run_folder import load_trained_detector
 
         run = load_trained_detector(args.train_dir, weights=args.weights)
-        detector = keras_detector(run.model, run.spec, run.labels, run.category_ids,
-                                  score_threshold=args.score_threshold,
+        detector = keras_detector(run.model, score_threshold=args.score_threshold,
                                   max_detections=args.max_detections)
         source = f"{run.model.name} from {args.train_dir}"
     else:
@@ -235,11 +234,13 @@ def _named_detector(args: argparse.Namespace, labels: list[str] | None,
             raise ValueError("--weights FILE needs --labels (labels.txt or labels.json of the "
                              "classes it was trained on), or use --train-dir.")
         labels, ids = coco_label_map()
-    spec = get_efficientdet_spec(args.model)
-    model = EfficientDet(spec, num_classes=len(labels), weights=args.weights)
-    detector = keras_detector(model, spec, labels, ids, score_threshold=args.score_threshold,
+    model = EfficientDet(get_efficientdet_spec(args.model), num_classes=len(labels),
+                         weights=args.weights,
+                         label_map=list(zip(ids or range(1, len(labels) + 1), labels,
+                                            strict=True)))
+    detector = keras_detector(model, score_threshold=args.score_threshold,
                               max_detections=args.max_detections)
-    return detector, f"{spec.name} ({args.weights})"
+    return detector, f"{model.spec.name} ({args.weights})"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -350,7 +351,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.train_dir:
         run = load_trained_detector(args.train_dir, weights=args.weights,
                                     input_size=args.image_size)
-        detector, spec = run.model, run.spec
+        detector = run.model
     elif args.weights:
         spec = get_efficientdet_spec(args.model)
         if args.image_size:
@@ -358,7 +359,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         detector = EfficientDet(spec, num_classes=data.num_classes, weights=args.weights)
     else:
         raise ValueError("eval needs --train-dir (a train output folder) or --weights.")
-    metrics = evaluate_detector(detector, spec, args.gt_json, data_image_dir(data, args.images),
+    metrics = evaluate_detector(detector, args.gt_json, data_image_dir(data, args.images),
                                 label_map=data.category_ids, output_json=args.output,
                                 image_ids=[record.image_id for record in data.records])
     print(format_metrics_table(metrics))

@@ -95,14 +95,13 @@ def run_demo(config: DemoConfig | None = None, log: Any = print) -> dict[str, An
 
     step(f"3/{total} COCO evaluation on the val split")
     val = data.coco("val")
-    metrics = evaluate_detector(result.detector, result.spec, data.val_json,
-                                data.val_images_dir, label_map=val.category_ids,
+    metrics = evaluate_detector(result.detector, data.val_json, data.val_images_dir,
                                 progress=False, output_json=out / "metrics.json")
     log(format_metrics_table(metrics))
 
     step(f"4/{total} drawing {config.num_drawn} val images with detections into "
          f"{out / 'detections'}")
-    model = inference_model(result.detector, result.spec, class_aware=False)
+    model = inference_model(result.detector, class_aware=False)
     paths = [Path(record.path) for record in val.records[:config.num_drawn]]
     drawn = out / "detections"
     drawn.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.training.classifier import ClassifierTrainConfig, build_classifier
 from keras_efficient.training.fit import DetectorTrainConfig
 from keras_efficient.training.run_folder import load_trained_classifier, load_trained_detector
-from tests.training.conftest import TINY_BACKBONE, TINY_OVERRIDES, tiny_spec
+from tests.conftest import TINY_BACKBONE, TINY_OVERRIDES, tiny_spec
 
 LABELS = [{"id": 3, "name": "circle"}, {"id": 7, "name": "square"}, {"id": 9, "name": "star"}]
 
@@ -77,7 +77,7 @@ def exported(run_dir, tmp_path_factory):
     run = load_trained_detector(run_dir)
     folder = tmp_path_factory.mktemp("export")
     path = folder / "detector_float32.tflite"
-    path.write_bytes(convert_detector(run.model, run.spec, "float32",
+    path.write_bytes(convert_detector(run.model, "float32",
                                       options=PostprocessOptions(max_detections=20)))
     (folder / "labels.txt").write_text("circle\nsquare\nstar\n")
     return path
@@ -109,7 +109,7 @@ def test_a_bad_image_fails_before_anything_is_written(run_dir, photos, tmp_path)
     run = load_trained_detector(run_dir)
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=r"cut\.jpg"):
-        detect_images(keras_detector(run.model, run.spec, run.labels, run.category_ids),
+        detect_images(keras_detector(run.model),
                       [photos, truncated], out, progress=False)
     assert not out.exists()
 
@@ -155,8 +155,7 @@ def test_detect_with_a_training_run_writes_coco_results_and_drawings(run_dir, ph
     # The same detections as the library's Keras path, mapped the same way.
     run = load_trained_detector(run_dir)
     wide = next(i for i in images if i["file_name"].endswith("wide.png"))
-    [expected] = keras_detector(run.model, run.spec, run.labels, run.category_ids
-                                ).predict_fn([load_image(wide["file_name"])])
+    [expected] = keras_detector(run.model).predict_fn([load_image(wide["file_name"])])
     mine = [r for r in results if r["image_id"] == wide["id"]]
     keep = expected["scores"] >= 0.2
     assert len(mine) == int(keep.sum())
@@ -181,8 +180,7 @@ def test_detect_with_a_training_run_writes_coco_results_and_drawings(run_dir, ph
 
 def test_detect_with_the_exported_tflite_matches_keras(run_dir, exported, photos, tmp_path):
     run = load_trained_detector(run_dir)
-    keras_found = keras_detector(run.model, run.spec, run.labels, run.category_ids,
-                                 score_threshold=0.05, max_detections=20)
+    keras_found = keras_detector(run.model, score_threshold=0.05, max_detections=20)
     lite = tflite_detector(exported)
     assert lite.labels == ["circle", "square", "star"]  # from labels.txt beside the file
     for name in ("wide.png", "square.png"):

@@ -154,6 +154,39 @@ class EfficientDetSpec:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
+def spec_to_config(spec: EfficientDetSpec) -> dict[str, object]:
+    """A JSON-ready dict of ``spec`` (a custom backbone row becomes a dict of its fields), the
+    form a detector's ``get_config`` and ``train_config.json`` hold.
+
+    Example::
+
+        spec_from_config(spec_to_config(spec)) == spec  # True
+    """
+    values = dataclasses.asdict(spec)
+    if not isinstance(spec.backbone, EfficientNetScaling):
+        values["backbone"] = spec.backbone
+    return values
+
+
+def _tupled(value: object) -> object:
+    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
+
+
+def spec_from_config(values: Mapping[str, object]) -> EfficientDetSpec:
+    """The spec :func:`spec_to_config` wrote (lists from JSON become tuples again).
+
+    Example::
+
+        spec = spec_from_config(json.loads(text))
+    """
+    fields = {key: _tupled(value) for key, value in values.items()}
+    backbone = fields.get("backbone")
+    if isinstance(backbone, Mapping):
+        fields["backbone"] = EfficientNetScaling(
+            **{key: _tupled(value) for key, value in backbone.items()})  # type: ignore[arg-type]
+    return EfficientDetSpec(**fields)  # type: ignore[arg-type]
+
+
 def _d(name: str, backbone: str, size: int, width: int, cells: int, head: int, scale: float,
        fusion: str, ap: float, macs: float, max_level: int = 7) -> EfficientDetSpec:
     return EfficientDetSpec(name, backbone, size, width, cells, head, scale, fusion, "swish",

@@ -58,8 +58,7 @@ def _resample(x: Any, level: int, target: Any, target_level: int, filters: int,
     return x
 
 
-def bifpn_cell(levels: dict[int, Any], spec: EfficientDetSpec, cell: int,
-               fusion: str | None = None) -> dict[int, Any]:
+def bifpn_cell(levels: dict[int, Any], spec: EfficientDetSpec, cell: int) -> dict[int, Any]:
     """One BiFPN cell: returns the latest node of every level (§2.3).
 
     Example::
@@ -78,7 +77,7 @@ def bifpn_cell(levels: dict[int, Any], spec: EfficientDetSpec, cell: int,
                       fpn_edge_prefix(cell, index, j, i))
             for j, i in enumerate(node.inputs)
         ]
-        x = WeightedFusion(fusion or spec.fusion, name=f"{prefix}fusion")(edges)
+        x = WeightedFusion(spec.fusion, name=f"{prefix}fusion")(edges)
         x = keras.layers.Activation(spec.activation, name=f"{prefix}activation")(x)
         x = keras.layers.SeparableConv2D(spec.fpn_filters, 3, padding="same", use_bias=True,
                                          name=f"{prefix}conv")(x)
@@ -91,8 +90,7 @@ def bifpn_cell(levels: dict[int, Any], spec: EfficientDetSpec, cell: int,
     return latest
 
 
-def bifpn(features: dict[int, Any], spec: EfficientDetSpec, fusion: str | None = None
-          ) -> dict[int, Any]:
+def bifpn(features: dict[int, Any], spec: EfficientDetSpec) -> dict[int, Any]:
     """Backbone P3–P5 -> fused P3..P{max_level}, all ``spec.fpn_filters`` wide.
 
     Example::
@@ -102,5 +100,5 @@ def bifpn(features: dict[int, Any], spec: EfficientDetSpec, fusion: str | None =
     """
     levels = extra_levels(features, spec)
     for cell in range(spec.fpn_cells):
-        levels = bifpn_cell(levels, spec, cell, fusion)
+        levels = bifpn_cell(levels, spec, cell)
     return levels

@@ -7,7 +7,6 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_efficient.configs.efficientdet import EfficientDetSpec
 from keras_efficient.detection.postprocess import NonMaxSuppression, map_boxes_to_original
 
 
@@ -31,12 +30,13 @@ class ToOriginalPixels(keras.layers.Layer):
         return boxes_shape
 
 
-def inference_model(detector: keras.Model, spec: EfficientDetSpec, *,
+def inference_model(detector: Any, *,
                     max_detections: int = 100, score_threshold: float = 0.001,
                     iou_threshold: float | None = None, method: str = "hard",
                     class_aware: bool = True, pre_nms_top_k: int | None = 5000,
                     name: str | None = None) -> keras.Model:
-    """Wrap a raw detector into ``(image, image_info) -> detections`` with static shapes.
+    """Wrap a raw detector (an ``EfficientDetector``, which carries its spec) into
+    ``(image, image_info) -> detections`` with static shapes.
 
     Outputs a dict: ``boxes`` ``[B, max_detections, 4]`` (ymin, xmin, ymax, xmax in original
     pixels), ``scores`` ``[B, max_detections]``, ``classes`` (int32, 0-based) and
@@ -45,18 +45,16 @@ def inference_model(detector: keras.Model, spec: EfficientDetSpec, *,
 
     Example::
 
-        spec = EFFICIENTDET_VARIANTS["efficientdet-lite0"]
-        model = inference_model(EfficientDetLite0(weights="coco"), spec, class_aware=False)
+        model = inference_model(EfficientDetLite0(weights="coco"), class_aware=False)
         padded, scale = resize_and_pad(image, (320, 320))
         out = model.predict([padded[None], image_info(image, scale)[None]])
         out["boxes"][0, :int(out["num_detections"][0])]  # in the original image's pixels
     """
-    height, width = detector.input_shape[1], detector.input_shape[2]
-    image = keras.Input(shape=detector.input_shape[1:], name="image")
+    image = keras.Input(shape=(*detector.image_size, 3), name="image")
     info = keras.Input(shape=(3,), name="image_info")
     raw = detector(image)
     nms = NonMaxSuppression.from_anchor_spec(
-        spec.anchor_spec((height, width)), max_detections=max_detections,
+        detector.anchor_spec(), max_detections=max_detections,
         score_threshold=score_threshold, iou_threshold=iou_threshold, method=method,
         class_aware=class_aware, pre_nms_top_k=pre_nms_top_k, name="nms")
     boxes, scores, classes, count = nms(raw["class_logits"], raw["box_regression"])

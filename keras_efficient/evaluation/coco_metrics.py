@@ -254,7 +254,7 @@ def evaluate_predict_fn(predict_fn: PredictFn, gt_json: str | os.PathLike[str] |
 
     Example::
 
-        model = inference_model(detector, spec)  # evaluation setting: class-aware NMS
+        model = inference_model(detector)  # evaluation setting: class-aware NMS
         metrics = evaluate_predict_fn(lambda images: predict(model, images),
                                       "val/instances_val.json", "val/", label_map=data.category_ids)
     """

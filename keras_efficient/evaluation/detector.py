@@ -6,17 +6,15 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import keras
-
-from keras_efficient.configs.efficientdet import EfficientDetSpec
 from keras_efficient.detection.inference import inference_model
 from keras_efficient.evaluation.coco_metrics import evaluate_predict_fn
 from keras_efficient.evaluation.predict import predict
 
 
-def evaluate_detector(detector: keras.Model, spec: EfficientDetSpec,
-                      gt_json: str | os.PathLike[str], image_dir: str | os.PathLike[str], *,
-                      label_map: Sequence[int] | Mapping[int, int], batch_size: int = 8,
+def evaluate_detector(detector: Any, gt_json: str | os.PathLike[str],
+                      image_dir: str | os.PathLike[str], *,
+                      label_map: Sequence[int] | Mapping[int, int] | None = None,
+                      batch_size: int = 8,
                       max_detections: int = 100, score_threshold: float = 0.001,
                       progress: bool = True, output_json: str | os.PathLike[str] | None = None,
                       image_ids: Sequence[int] | None = None) -> dict[str, Any]:
@@ -24,19 +22,20 @@ def evaluate_detector(detector: keras.Model, spec: EfficientDetSpec,
 
     Uses the evaluation post-processing: top 5,000 (anchor, class) pairs, per-class NMS,
     ``max_detections`` per image; boxes are mapped back to each image's original pixels and
-    classes to the original category ids through ``label_map`` (index -> id). ``image_ids``
+    classes to the original category ids through ``label_map`` (index -> id; by default the
+    detector's own ``category_ids``). ``image_ids``
     restricts the evaluation to those images (e.g. the readable ones of a
     ``CocoDataset(..., on_error="skip")``).
 
     Example::
 
         data = CocoDataset("annotations/instances_val.json")
-        metrics = evaluate_detector(detector, spec, "annotations/instances_val.json", "val/",
+        metrics = evaluate_detector(detector, "annotations/instances_val.json", "val/",
                                     label_map=data.category_ids, output_json="metrics.json")
     """
-    model = inference_model(detector, spec, class_aware=True, max_detections=max_detections,
+    model = inference_model(detector, class_aware=True, max_detections=max_detections,
                             score_threshold=score_threshold)
     return evaluate_predict_fn(
         lambda images: predict(model, images, batch_size=batch_size), gt_json, image_dir,
-        label_map=label_map, image_ids=image_ids, batch_size=batch_size, progress=progress,
-        output_json=output_json)
+        label_map=detector.category_ids if label_map is None else label_map,
+        image_ids=image_ids, batch_size=batch_size, progress=progress, output_json=output_json)

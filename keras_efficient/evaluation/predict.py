@@ -37,7 +37,7 @@ def predict(inference: keras.Model, images: Iterable[str | os.PathLike[str] | np
 
     Example::
 
-        model = inference_model(EfficientDetLite0(weights="coco"), spec, class_aware=False)
+        model = inference_model(EfficientDetLite0(weights="coco"), class_aware=False)
         for found in predict(model, ["a.jpg", "b.png"], score_threshold=0.3):
             found["boxes"], found["scores"], found["classes"]  # boxes in each image's pixels
     """

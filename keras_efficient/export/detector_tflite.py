@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keras_efficient.configs.efficientdet import EfficientDetSpec
 from keras_efficient.detection.anchors import generate_anchors, normalized_center_size
 from keras_efficient.export.tflite import (
     check_options,
@@ -57,7 +56,7 @@ class PostprocessOptions:
     Example::
 
         options = PostprocessOptions(postprocess="builtin_nms", score_threshold=0.3)
-        payload = convert_detector(detector, spec, "float32", options=options)
+        payload = convert_detector(detector, "float32", options=options)
     """
 
     postprocess: str = "custom_op"
@@ -104,18 +103,18 @@ def custom_op_signature(num_classes: int, options: PostprocessOptions) -> str:
     return " ".join(parts)
 
 
-def export_anchors(spec: EfficientDetSpec, image_size: tuple[int, int]) -> np.ndarray:
+def export_anchors(detector: Any) -> np.ndarray:
     """Anchors ``[N, 4]`` (yc, xc, h, w) normalised to the input, in the outputs' anchor order.
 
     Example::
 
-        export_anchors(get_efficientdet_spec("lite0"), (320, 320)).shape  # (19206, 4)
+        export_anchors(EfficientDet("lite0")).shape  # (19206, 4)
     """
-    return normalized_center_size(generate_anchors(spec.anchor_spec(image_size)), image_size)
+    return normalized_center_size(generate_anchors(detector.anchor_spec()),
+                                  detector.image_size)
 
 
-def write_anchors_csv(spec: EfficientDetSpec, image_size: tuple[int, int],
-                      path: str | os.PathLike[str]) -> Path:
+def write_anchors_csv(detector: Any, path: str | os.PathLike[str]) -> Path:
     """The anchors as CSV (header ``yc,xc,h,w``), for apps that decode ``"none"`` exports.
 
     Decoding, as the custom op does: ``yc = ty·h_a + yc_a``, ``xc = tx·w_a + xc_a``,
@@ -123,9 +122,9 @@ def write_anchors_csv(spec: EfficientDetSpec, image_size: tuple[int, int],
 
     Example::
 
-        write_anchors_csv(get_efficientdet_spec("lite0"), (320, 320), "export/anchors.csv")
+        write_anchors_csv(EfficientDet("lite0"), "export/anchors.csv")
     """
-    anchors = export_anchors(spec, image_size)
+    anchors = export_anchors(detector)
     lines = ["yc,xc,h,w"] + [",".join(f"{v:.8g}" for v in row) for row in anchors]
     return write_bytes_atomic(path, ("\n".join(lines) + "\n").encode())
 
@@ -160,16 +159,15 @@ def _builtin_nms(encodings: Any, scores: Any, anchors: np.ndarray,
             "num_detections": tf.cast(count, tf.float32)[None]}
 
 
-def serving_function(detector: Any, spec: EfficientDetSpec, options: PostprocessOptions) -> Any:
+def serving_function(detector: Any, options: PostprocessOptions) -> Any:
     """``image [1, H, W, 3] float → dict of outputs`` for ``ExportArchive.add_endpoint``.
 
     Example::
 
-        serve = serving_function(detector, spec, PostprocessOptions(postprocess="none"))
+        serve = serving_function(detector, PostprocessOptions(postprocess="none"))
         serve(tf.zeros([1, 320, 320, 3]))  # {"box_encodings": ..., "class_scores": ...}
     """
-    height, width = static_input_shape(detector)[1:3]
-    anchors = export_anchors(spec, (height, width))
+    anchors = export_anchors(detector)
     num_classes = int(detector.output["class_logits"].shape[-1])
 
     @tf.function(experimental_implements=custom_op_signature(num_classes, options))
@@ -229,7 +227,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def convert_detector(detector: Any, spec: EfficientDetSpec, quantization: str = "float32", *,
+def convert_detector(detector: Any, quantization: str = "float32", *,
                      options: PostprocessOptions | None = None,
                      representative: Iterable[np.ndarray] | None = None,
                      input_type: str = "float32",
@@ -243,7 +241,7 @@ def convert_detector(detector: Any, spec: EfficientDetSpec, quantization: str = 
 
     Example::
 
-        payload = convert_detector(model, spec, "int8", representative=images,
+        payload = convert_detector(model, "int8", representative=images,
                                    input_type="uint8")
     """
     import keras
@@ -257,7 +255,7 @@ def convert_detector(detector: Any, spec: EfficientDetSpec, quantization: str = 
         raise ValueError(f"{detector.name} is not a raw EfficientDet (its outputs must be the "
                          "dict {class_logits, box_regression}); export the model that "
                          "keras_efficient.EfficientDet returns, not an inference wrapper.")
-    serve = serving_function(detector, spec, options)
+    serve = serving_function(detector, options)
     with tempfile.TemporaryDirectory(prefix=".saved_model-", dir=work_dir) as folder:
         archive = keras.export.ExportArchive()
         archive.track(detector)

@@ -1,8 +1,8 @@
 """What to export: a trained detector from a training folder, a named variant, or a fresh one.
 
-Each function returns an :class:`~keras_efficient.export.pipeline.ExportJob` with the model,
-its representative images and, for detectors, the spec, labels, category ids and a held-out
-COCO-format set for the AP check.
+Each function returns an :class:`~keras_efficient.export.pipeline.ExportJob` with the model
+(a detector carries its spec and label map), its representative images and, for detectors, a
+held-out COCO-format set for the AP check.
 """
 
 from __future__ import annotations
@@ -12,18 +12,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from keras_efficient.configs.efficientdet import get_efficientdet_spec
 from keras_efficient.data.coco import CocoDataset
 from keras_efficient.data.representative import representative_images
 from keras_efficient.data.synthetic import make_detection_dataset
 from keras_efficient.export.pipeline import ExportJob
+from keras_efficient.export.tflite import static_image_size
 from keras_efficient.export.verify import HeldOutSet
 from keras_efficient.models.variants import get_model
 from keras_efficient.training.run_folder import load_trained_detector
-
-
-def _size(model: Any) -> tuple[int, int]:
-    return int(model.input_shape[1]), int(model.input_shape[2])
 
 
 def _held_out(annotations: str | os.PathLike[str], max_images: int) -> HeldOutSet:
@@ -61,14 +57,17 @@ def trained_detector_job(train_dir: str | os.PathLike[str], *, count: int = 100,
     """
     folder = Path(train_dir)
     run = load_trained_detector(folder)
-    config, spec, model = run.config, run.spec, run.model
+    config, model = run.config, run.model
+    if config is None:
+        raise ValueError(f"{folder} is a saved detector, not a training folder: export it "
+                         "with variant_job-style representative images instead (keras-efficient "
+                         "export needs the training folder to find its images).")
     train_json = _resolve(config.train_json, folder)
     if eval_json is None:
         candidate = train_json.with_name(train_json.name.replace("train", "val"))
         eval_json = candidate if candidate.is_file() and candidate != train_json else None
-    images = list(representative_images(train_json, _size(model), count=count))
-    return ExportJob(model, images, weights_origin=str(run.weights_path), spec=spec,
-                     labels=run.labels, category_ids=run.category_ids,
+    images = list(representative_images(train_json, static_image_size(model), count=count))
+    return ExportJob(model, images, weights_origin=str(run.weights_path),
                      held_out=None if eval_json is None else _held_out(eval_json, eval_images))
 
 
@@ -89,11 +88,10 @@ def variant_job(name: str, *, weights: str | None, representative: str | os.Path
     if num_classes is not None:
         kwargs["num_classes" if detector else "classes"] = num_classes
     model = get_model(name, **kwargs)
-    images = list(representative_images(representative, _size(model), count=count))
+    images = list(representative_images(representative, static_image_size(model), count=count))
     if not detector:
         return ExportJob(model, images, weights_origin=weights or "random")
     return ExportJob(model, images, weights_origin=weights or "random",
-                     spec=get_efficientdet_spec(name),
                      held_out=None if eval_json is None else _held_out(eval_json, eval_images))
 
 
@@ -110,9 +108,9 @@ def fresh_detector_job(name: str = "efficientdet-lite0", *, num_classes: int = 3
     model = get_model(name, num_classes=num_classes)
     folder = Path(tempfile.mkdtemp(prefix="keras_efficient_export_"))
     data = make_detection_dataset(folder / "data", num_train=count, num_val=4,
-                                  image_size=_size(model))
-    images = list(representative_images(data.train_json, _size(model), count=count))
+                                  image_size=static_image_size(model))
+    images = list(representative_images(data.train_json, static_image_size(model), count=count))
     val = data.coco("val")
-    return ExportJob(model, images, weights_origin="random", spec=get_efficientdet_spec(name),
+    return ExportJob(model, images, weights_origin="random",
                      labels=val.class_names, category_ids=val.category_ids,
                      held_out=_held_out(data.val_json, 4))

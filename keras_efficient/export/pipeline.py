@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from keras_efficient.configs.efficientdet import EfficientDetSpec
 from keras_efficient.export.detector_tflite import convert_detector
 from keras_efficient.export.edgetpu import (
     INSTALL_HINT,
@@ -51,6 +50,7 @@ from keras_efficient.files import (
     sha256_of,
     write_bytes_atomic,
 )
+from keras_efficient.models.efficientdet import EfficientDetector
 
 # Our models normalise pixels in-graph: the Task Library must feed raw [0, 255] pixels.
 RAW_PIXELS_MEAN = (0.0,)
@@ -62,9 +62,10 @@ _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 class ExportJob:
     """What is exported: the model and what the checks and the metadata need to know.
 
-    ``spec`` marks a raw EfficientDet (``None`` for classifiers). ``labels`` name the classes
-    (metadata, ``labels.txt``); ``category_ids`` are the dataset's ids of those classes (the
-    SavedModel returns them); ``held_out`` is the COCO-format set for the detector AP check.
+    A raw detector (an ``EfficientDetector``) carries its spec and label map; ``labels`` (the
+    class names for metadata and ``labels.txt``) and ``category_ids`` (the dataset's ids, which
+    the SavedModel returns) default to the detector's and may override them; ``held_out`` is the
+    COCO-format set for the detector AP check.
 
     Example::
 
@@ -75,18 +76,24 @@ class ExportJob:
     model: Any
     representative: Sequence[np.ndarray]
     weights_origin: str = "unknown"
-    spec: EfficientDetSpec | None = None
     labels: Sequence[str] | None = None
     category_ids: Sequence[int] | None = None
     held_out: HeldOutSet | None = None
 
     @property
     def is_detector(self) -> bool:
-        return self.spec is not None
+        return isinstance(self.model, EfficientDetector)
+
+    def detection_category_ids(self) -> list[int]:
+        """The dataset category id of each class index (a detector's own by default)."""
+        return list(self.category_ids if self.category_ids is not None
+                    else self.model.category_ids)
 
     def class_names(self) -> list[str]:
         if self.labels is not None:
             return list(self.labels)
+        if self.is_detector and self.model.label_map is not None:
+            return list(self.model.labels)
         output = self.model.output
         count = int((output["class_logits"] if isinstance(output, dict) else output).shape[-1])
         return [f"class_{i}" for i in range(count)]
@@ -140,8 +147,8 @@ class _Export:
         input_type = recipe.input_type if quantization == "int8" else "float32"
         step = "convert"
         try:
-            if job.spec is not None:
-                payload = convert_detector(job.model, job.spec, quantization,
+            if job.is_detector:
+                payload = convert_detector(job.model, quantization,
                                            options=self.options, representative=self.samples,
                                            input_type=input_type, work_dir=self.staging)
             else:
@@ -192,16 +199,16 @@ class _Export:
 
     def accuracy(self, path: Path) -> dict[str, Any]:
         job = self.job
-        if job.spec is None:
+        if not job.is_detector:
             return compare_outputs(job.model, path, self.samples[:8])
         if job.held_out is None:
             return {"note": "no held-out set given: detection AP not measured"}
         if self.reference_ap is None:
             self.log(f"  COCO AP of the Keras model on {job.held_out.max_images} held-out images")
             self.reference_ap = detection_ap(
-                keras_detector_predict_fn(job.model, job.spec, self.options), job.held_out)
-        got = detection_ap(tflite_detector_predict_fn(path, job.spec, self.options),
-                           job.held_out)
+                keras_detector_predict_fn(job.model, self.options), job.held_out)
+        got = detection_ap(tflite_detector_predict_fn(path, self.options,
+                                                      job.model.anchor_spec()), job.held_out)
         return {"keras": self.reference_ap, "tflite": got,
                 "AP_delta": round(got["AP"] - self.reference_ap["AP"], 5),
                 "AP50_delta": round(got["AP50"] - self.reference_ap["AP50"], 5)}
@@ -232,9 +239,9 @@ class _Export:
         folder = self.staging / f"{self.name}_saved_model"
         step = "write"
         try:
-            if job.spec is not None:
-                export_detector_saved_model(job.model, job.spec, folder,
-                                            category_ids=job.category_ids,
+            if job.is_detector:
+                export_detector_saved_model(job.model, folder,
+                                            category_ids=job.detection_category_ids(),
                                             max_detections=self.options.max_detections,
                                             score_threshold=self.options.score_threshold,
                                             iou_threshold=self.options.iou_threshold)
@@ -268,21 +275,22 @@ class _Export:
 
 def export_model(model: Any, recipe: Recipe, output_dir: str | os.PathLike[str], *,
                  representative: Sequence[np.ndarray] = (), weights_origin: str = "unknown",
-                 spec: EfficientDetSpec | None = None, labels: Sequence[str] | None = None,
+                 labels: Sequence[str] | None = None,
                  category_ids: Sequence[int] | None = None, held_out: HeldOutSet | None = None,
                  log: Any = print) -> dict[str, Any]:
     """Produce every format of ``recipe`` for ``model`` in ``output_dir``; return the manifest.
 
     ``representative``: ``[1, H, W, 3]`` float images in [0, 255], preprocessed as at inference;
     they calibrate int8 and check classifiers; channels-first or rescaled images are refused
-    (:func:`~keras_efficient.export.tflite.check_images`). Pass ``spec`` for a raw EfficientDet
-    (then the recipe's post-processing applies and ``held_out`` enables the AP check).
-    ``labels`` name the classes in ``labels.txt`` and the Task Library metadata.
+    (:func:`~keras_efficient.export.tflite.check_images`). A raw detector (an
+    ``EfficientDetector``) carries its spec and label map: the recipe's post-processing applies
+    and ``held_out`` enables the AP check. ``labels`` (default: the detector's) name the classes
+    in ``labels.txt`` and the Task Library metadata.
 
     Example::
 
         manifest = export_model(detector, load_recipe("android-int8"), "export/lite0",
-                                representative=images, spec=spec, labels=names,
+                                representative=images,
                                 held_out=HeldOutSet("val.json", "val/", category_ids))
     """
     out = Path(output_dir)
@@ -297,7 +305,7 @@ def export_model(model: Any, recipe: Recipe, output_dir: str | os.PathLike[str],
     if not list(representative):
         raise ValueError("The representative dataset is empty: export needs sample images to "
                          "calibrate and verify (e.g. keras_efficient.data.representative_images).")
-    job = ExportJob(model, representative, weights_origin, spec, labels, category_ids, held_out)
+    job = ExportJob(model, representative, weights_origin, labels, category_ids, held_out)
     samples = check_images(list(representative)[: recipe.representative_count],
                            static_input_shape(model))
     manifest: dict[str, Any] = {"model": model.name, "weights": weights_origin,
@@ -311,12 +319,11 @@ def export_model(model: Any, recipe: Recipe, output_dir: str | os.PathLike[str],
     try:
         run = _Export(job, recipe, staging, samples, log)
         (staging / "labels.txt").write_text("\n".join(job.class_names()) + "\n")
-        if job.is_detector and recipe.postprocess == "none" and job.spec is not None:
+        if job.is_detector and recipe.postprocess == "none":
             from keras_efficient.export.detector_tflite import write_anchors_csv
 
             step = "anchors.csv"
-            size = (int(model.input_shape[1]), int(model.input_shape[2]))
-            write_anchors_csv(job.spec, size, staging / "anchors.csv")
+            write_anchors_csv(model, staging / "anchors.csv")
         for fmt in recipe.formats:
             log(f"export {model.name} -> {fmt}")
             entry = run.saved_model() if fmt == "saved_model" else run.tflite(fmt)
@@ -346,5 +353,5 @@ def export_job(job: ExportJob, recipe: Recipe, output_dir: str | os.PathLike[str
                               load_recipe("android-int8"), "export/demo")
     """
     return export_model(job.model, recipe, output_dir, representative=job.representative,
-                        weights_origin=job.weights_origin, spec=job.spec, labels=job.labels,
+                        weights_origin=job.weights_origin, labels=job.labels,
                         category_ids=job.category_ids, held_out=job.held_out, log=log)

@@ -51,9 +51,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from keras_efficient.configs.efficientdet import EfficientDetSpec
 from keras_efficient.detection.inference import inference_model
-from keras_efficient.export.tflite import ExportError
+from keras_efficient.export.tflite import ExportError, static_input_shape
 from keras_efficient.files import make_staging_folder, publish_folder
 
 SERVING_SIGNATURE = "serving_default"
@@ -67,15 +66,7 @@ PADDED_CLASS = -1  # detection_classes past num_detections
 
 def _static_image_size(model: Any) -> tuple[int, int, int]:
     """(height, width, channels) of a single-image-input model, or a clear ValueError."""
-    shape = model.input_shape
-    if isinstance(shape, list | dict) or len(shape) != 4:
-        raise ValueError(f"SavedModel export needs a model with one image input [B, H, W, C]; "
-                         f"{model.name} has input shape {shape}.")
-    dims = tuple(shape[1:])
-    if any(d is None for d in dims):
-        raise ValueError(f"SavedModel export needs a static input size; {model.name} has input "
-                         f"shape {shape}. Build the model with a fixed input_shape.")
-    height, width, channels = (int(d) for d in dims)
+    _, height, width, channels = static_input_shape(model)
     if channels not in (1, 3):
         raise ValueError(f"SavedModel image signatures support 1 or 3 channels; {model.name} "
                          f"has {channels}.")
@@ -172,7 +163,7 @@ def _write(model: Any, target: Path, endpoints: list[tuple[str, Callable[..., An
 
 
 def export_detector_saved_model(
-    detector: keras.Model, spec: EfficientDetSpec, path: str | os.PathLike[str], *,
+    detector: keras.Model, path: str | os.PathLike[str], *,
     category_ids: Sequence[int] | None = None, max_detections: int = 100,
     score_threshold: float = 0.001, iou_threshold: float | None = None, method: str = "hard",
     class_aware: bool = False, pre_nms_top_k: int | None = 5000,
@@ -181,11 +172,11 @@ def export_detector_saved_model(
 
     Args:
       detector: the raw detector (:func:`~keras_efficient.models.efficientdet.EfficientDet`),
-        with a static input size.
-      spec: its :class:`EfficientDetSpec` (for the anchors).
+        which carries its spec, input size and label map.
       path: the SavedModel folder to create; it must not exist, its parent must.
       category_ids: the category id of each contiguous class index (e.g. COCO's 1..90 with
-        gaps), returned as ``detection_classes``; ``None`` returns the indices themselves.
+        gaps), returned as ``detection_classes``; by default the detector's own
+        ``category_ids`` (its label map; index + 1 without one).
       max_detections, score_threshold, iou_threshold, method, class_aware, pre_nms_top_k: the
         post-processing (:class:`~keras_efficient.detection.postprocess.NonMaxSuppression`);
         ``class_aware=False`` (best class per anchor, class-agnostic NMS) is the serving
@@ -197,8 +188,7 @@ def export_detector_saved_model(
 
     Example:
         >>> detector = EfficientDet("lite0", num_classes=90, weights="coco")
-        >>> export_detector_saved_model(detector, get_efficientdet_spec("lite0"), "lite0_sm",
-        ...                             category_ids=coco_category_ids)
+        >>> export_detector_saved_model(detector, "lite0_sm")  # COCO category ids
         >>> served = tf.saved_model.load("lite0_sm").signatures["serving_default"]
         >>> served(images=tf.zeros([1, 480, 640, 3], tf.uint8))["detection_boxes"]
     """
@@ -208,9 +198,10 @@ def export_detector_saved_model(
         raise ValueError(f"{detector.name} is not a raw EfficientDet: expected dict outputs "
                          f"with 'class_logits' and 'box_regression', got {outputs}.")
     num_classes = int(outputs["class_logits"].shape[-1])
-    table = _category_table(category_ids, num_classes)
+    table = _category_table(detector.category_ids if category_ids is None else category_ids,
+                            num_classes)
     target = _check_destination(path)
-    infer = inference_model(detector, spec, max_detections=max_detections,
+    infer = inference_model(detector, max_detections=max_detections,
                             score_threshold=score_threshold, iou_threshold=iou_threshold,
                             method=method, class_aware=class_aware, pre_nms_top_k=pre_nms_top_k)
     size = (height, width)

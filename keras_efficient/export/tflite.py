@@ -51,12 +51,27 @@ def static_input_shape(model: Any) -> tuple[int, ...]:
 
         static_input_shape(EfficientNetB0(weights=None))  # (1, 224, 224, 3)
     """
-    dims = tuple(model.input_shape[1:])
+    shape = model.input_shape
+    if isinstance(shape, list | dict) or len(shape) != 4:
+        raise ValueError(f"Export needs a model with one image input [B, H, W, C]; "
+                         f"{model.name} has input shape {shape}.")
+    dims = tuple(shape[1:])
     if any(d is None for d in dims):
         raise ValueError(
-            f"TFLite export needs a static input size; {model.name} has input shape "
-            f"{model.input_shape}. Build the model with a fixed input_shape.")
+            f"Export needs a static input size; {model.name} has input shape "
+            f"{shape}. Build the model with a fixed input_shape.")
     return (1, *(int(d) for d in dims))
+
+
+def static_image_size(model: Any) -> tuple[int, int]:
+    """``(height, width)`` of the model's static input (see :func:`static_input_shape`).
+
+    Example::
+
+        static_image_size(EfficientNetB0(weights=None))  # (224, 224)
+    """
+    _, height, width, _ = static_input_shape(model)
+    return height, width
 
 
 def write_saved_model(model: Any, directory: str | os.PathLike[str]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_efficient.configs.efficientdet import EfficientDetSpec
+from keras_efficient.configs.anchors import AnchorSpec
 from keras_efficient.data.transforms import resize_and_pad
 from keras_efficient.detection.inference import inference_model
 from keras_efficient.detection.postprocess import NonMaxSuppression
@@ -77,15 +77,14 @@ def compare_outputs(model: Any, path: Path, images: Sequence[np.ndarray]) -> dic
     return result
 
 
-def keras_detector_predict_fn(detector: Any, spec: EfficientDetSpec,
-                              options: PostprocessOptions) -> PredictFn:
+def keras_detector_predict_fn(detector: Any, options: PostprocessOptions) -> PredictFn:
     """The Keras detector with the export's post-processing semantics, as a ``predict_fn``.
 
     Example::
 
-        detection_ap(keras_detector_predict_fn(detector, spec, PostprocessOptions()), held_out)
+        detection_ap(keras_detector_predict_fn(detector, PostprocessOptions()), held_out)
     """
-    model = inference_model(detector, spec, class_aware=False,
+    model = inference_model(detector, class_aware=False,
                             max_detections=options.max_detections,
                             score_threshold=options.score_threshold,
                             iou_threshold=options.iou_threshold,
@@ -97,8 +96,8 @@ def keras_detector_predict_fn(detector: Any, spec: EfficientDetSpec,
     return predict_fn
 
 
-def tflite_detector_predict_fn(path: Path, spec: EfficientDetSpec,
-                               options: PostprocessOptions) -> PredictFn:
+def tflite_detector_predict_fn(path: Path, options: PostprocessOptions,
+                               anchor_spec: AnchorSpec | None = None) -> PredictFn:
     """A TFLite detector export as a ``predict_fn`` (boxes mapped back to original pixels).
 
     ``"none"`` exports are decoded with this package's own NMS (same settings), so that all
@@ -106,15 +105,18 @@ def tflite_detector_predict_fn(path: Path, spec: EfficientDetSpec,
 
     Example::
 
-        detection_ap(tflite_detector_predict_fn(Path("lite0_int8.tflite"), spec,
+        detection_ap(tflite_detector_predict_fn(Path("lite0_int8.tflite"),
                                                 PostprocessOptions()), held_out)
     """
     interpreter = load_interpreter(path)
     height, width = (int(d) for d in interpreter.get_input_details()[0]["shape"][1:3])
     nms = None
     if options.postprocess == "none":
+        if anchor_spec is None:
+            raise ValueError("A postprocess='none' export needs anchor_spec (the detector's "
+                             "detector.anchor_spec()) to be decoded.")
         nms = NonMaxSuppression.from_anchor_spec(
-            spec.anchor_spec((height, width)), max_detections=options.max_detections,
+            anchor_spec, max_detections=options.max_detections,
             pre_nms_top_k=options.pre_nms_top_k, score_threshold=options.score_threshold,
             iou_threshold=options.iou_threshold, class_aware=False)
 

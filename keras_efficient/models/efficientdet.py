@@ -12,15 +12,19 @@ outputs in anchor order (level, row, column, anchor):
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import keras
 
 from keras_efficient.backbones.efficientnet import efficientnet_body
+from keras_efficient.configs.anchors import AnchorSpec
+from keras_efficient.configs.coco import COCO_NUM_CLASSES, coco_label_map
 from keras_efficient.configs.efficientdet import (
     FUSION_MODES,
     EfficientDetSpec,
     get_efficientdet_spec,
+    spec_from_config,
+    spec_to_config,
 )
 from keras_efficient.configs.efficientnet import EfficientNetScaling
 from keras_efficient.detection.bifpn import bifpn
@@ -80,10 +84,105 @@ def _check(spec: EfficientDetSpec, num_classes: int, weights: str | None,
         raise ValueError(f"`fusion` must be one of {FUSION_MODES}; received {fusion!r}.")
 
 
+LabelMap = tuple[tuple[int, str], ...]
+
+
+def _label_map(value: object, num_classes: int) -> LabelMap | None:
+    """``[(category id, name), ...]`` in class-index order, from pairs or ``{"id", "name"}``
+    dicts (a run's ``labels.json``)."""
+    if value is None:
+        return None
+    pairs = []
+    for entry in value:  # type: ignore[attr-defined]
+        if isinstance(entry, Mapping):
+            pairs.append((int(entry["id"]), str(entry["name"])))
+        else:
+            category, label = entry
+            pairs.append((int(category), str(label)))
+    if len(pairs) != num_classes:
+        raise ValueError(f"label_map names {len(pairs)} classes but num_classes={num_classes}; "
+                         "give one (category id, name) pair per class, in class-index order.")
+    return tuple(pairs)
+
+
+@keras.saving.register_keras_serializable(package="keras_efficient")
+class EfficientDetector(keras.Model):
+    """A raw EfficientDet that carries what it needs to be used: its spec (fusion and input
+    size included), ``num_classes``, ``image_size`` and the dataset's ``label_map``.
+
+    It is a functional Keras model (keras-hub's task models are the pattern): ``get_config``
+    holds these, so inference, evaluation and export take the model alone and a trained
+    detector saves to, and reloads from, one ``.keras`` file with ``safe_mode=True``. Build it
+    with :func:`EfficientDet` (which validates the arguments and loads weights).
+
+    Example::
+
+        detector = EfficientDet("lite0", num_classes=3, label_map=[(1, "cat"), (2, "dog"),
+                                                                   (3, "bird")])
+        detector.spec.name, detector.image_size, detector.labels  # ..., (320, 320), [...]
+        detector.save("detector.keras")
+        same = keras.saving.load_model("detector.keras")  # safe_mode=True
+    """
+
+    def __init__(self, spec: EfficientDetSpec | Mapping[str, object] | str,
+                 num_classes: int = 90, *, image_size: Sequence[int] | None = None,
+                 label_map: object = None, name: str | None = None, **kwargs: object) -> None:
+        if isinstance(spec, str):
+            spec = get_efficientdet_spec(spec)
+        elif isinstance(spec, Mapping):
+            spec = spec_from_config(spec)
+        size = (tuple(int(v) for v in image_size) if image_size is not None
+                else (spec.input_size, spec.input_size))
+        scaling = spec.backbone_scaling
+        image = keras.Input(shape=(*size, 3), name="image")
+        x = image
+        for layer in preprocessing_layers(scaling):
+            x = layer(x)
+        _, taps = efficientnet_body(x, scaling, include_head=False)
+        features = {level: taps[f"P{level}"] for level in (3, 4, 5)}
+        levels = bifpn(features, spec)
+        outputs = {"class_logits": class_head(levels, spec, num_classes),
+                   "box_regression": box_head(levels, spec)}
+        super().__init__(inputs=image, outputs=outputs, name=name or spec.name, **kwargs)
+        self.spec = spec
+        self.num_classes = int(num_classes)
+        self.image_size: tuple[int, int] = (size[0], size[1])
+        self.label_map = _label_map(label_map, self.num_classes)
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names in index order (``class 0``, ... without a label map)."""
+        if self.label_map is None:
+            return [f"class {i}" for i in range(self.num_classes)]
+        return [label for _, label in self.label_map]
+
+    @property
+    def category_ids(self) -> list[int]:
+        """Dataset category ids in index order (index + 1 without a label map, COCO's rule)."""
+        if self.label_map is None:
+            return list(range(1, self.num_classes + 1))
+        return [category for category, _ in self.label_map]
+
+    def anchor_spec(self) -> AnchorSpec:
+        """The anchors of this detector's input size."""
+        return self.spec.anchor_spec(self.image_size)
+
+    def get_config(self) -> dict[str, object]:
+        return {"name": self.name, "trainable": self.trainable,
+                "spec": spec_to_config(self.spec), "num_classes": self.num_classes,
+                "image_size": list(self.image_size),
+                "label_map": None if self.label_map is None else [list(p)
+                                                                  for p in self.label_map]}
+
+    @classmethod
+    def from_config(cls, config: dict[str, object]) -> EfficientDetector:
+        return cls(**config)  # type: ignore[arg-type]
+
+
 def EfficientDet(spec: EfficientDetSpec | str, num_classes: int = 90,
                  weights: str | None = None, backbone_weights: str | None = None,
                  input_shape: Sequence[int | None] | None = None, fusion: str | None = None,
-                 name: str | None = None) -> keras.Model:
+                 name: str | None = None, label_map: object = None) -> EfficientDetector:
     """Build an EfficientDet detector (raw outputs) from a table row or its name.
 
     Args:
@@ -98,8 +197,13 @@ def EfficientDet(spec: EfficientDetSpec | str, num_classes: int = 90,
             the backbone layers by name) or a classifier weights file.
         input_shape: (height, width, 3); defaults to the row's square input size. Detectors
             are channels_last only: with "channels_first" set globally, a ValueError.
-        fusion: override the BiFPN fusion mode ("fast", "softmax" or "sum").
+        fusion: override the BiFPN fusion mode ("fast", "softmax" or "sum"); recorded in the
+            model's ``spec``.
         name: model name (defaults to the row name).
+        label_map: the dataset's ``(category id, name)`` per class index (or a run's
+            ``labels.json`` entries); ``weights="coco"`` defaults to the COCO 2017 names.
+
+    Returns an :class:`EfficientDetector`: ``detector.spec`` is the one source of its spec.
 
     Example:
         >>> detector = EfficientDet("lite0", num_classes=20)
@@ -109,18 +213,17 @@ def EfficientDet(spec: EfficientDetSpec | str, num_classes: int = 90,
         spec = get_efficientdet_spec(spec)
     shape = tuple(input_shape or (spec.input_size, spec.input_size, 3))
     _check(spec, num_classes, weights, backbone_weights, shape, fusion)
+    built = spec if fusion is None else spec.with_(fusion=fusion)
+    if shape[0] == shape[1]:
+        built = built.with_(input_size=int(shape[0]))  # type: ignore[arg-type]
+    if label_map is None and weights == "coco" and num_classes == COCO_NUM_CLASSES:
+        names, ids = coco_label_map()
+        label_map = list(zip(ids, names, strict=True))
+    model = EfficientDetector(built, num_classes,
+                              image_size=(int(shape[0] or 0), int(shape[1] or 0)),
+                              label_map=label_map,
+                              name=name)
     scaling = spec.backbone_scaling
-
-    image = keras.Input(shape=shape, name="image")
-    x = image
-    for layer in preprocessing_layers(scaling):
-        x = layer(x)
-    _, taps = efficientnet_body(x, scaling, include_head=False)
-    features = {level: taps[f"P{level}"] for level in (3, 4, 5)}
-    levels = bifpn(features, spec, fusion)
-    outputs = {"class_logits": class_head(levels, spec, num_classes),
-               "box_regression": box_head(levels, spec)}
-    model = keras.Model(image, outputs, name=name or spec.name)
     if not scaling.lite:
         set_imagenet_normalization(model)
     if backbone_weights is not None:
@@ -130,7 +233,7 @@ def EfficientDet(spec: EfficientDetSpec | str, num_classes: int = 90,
     elif weights is not None:
         prefix = checkpoint_prefix(weights)
         if prefix is not None:
-            load_efficientdet_checkpoint(model, prefix, spec, fusion,
+            load_efficientdet_checkpoint(model, prefix, built,
                                          skip_class_predictor=num_classes != 90)
         else:
             load_weights_file(model, weights)

@@ -103,7 +103,8 @@ class DetectorTrainConfig:
 
 
 WEIGHTS_FILE = "detector.weights.h5"
-RUN_FILES = (WEIGHTS_FILE, "labels.txt", "labels.json", "logs")
+MODEL_FILE = "detector.keras"
+RUN_FILES = (WEIGHTS_FILE, MODEL_FILE, "labels.txt", "labels.json", "logs")
 
 
 @dataclasses.dataclass
@@ -148,6 +149,8 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
     """Train an EfficientDet on a COCO-format dataset; see :class:`DetectorTrainConfig`.
 
     Writes to ``output_dir``: ``detector.weights.h5`` (EMA weights, after every epoch),
+    ``detector.keras`` (at the end: the whole detector with its spec and label map, loadable
+    with ``keras.saving.load_model`` and ``safe_mode=True``),
     ``labels.txt`` / ``labels.json`` (class index -> category), ``train_config.json``,
     ``backup/`` (resume state, removed when training completes) and TensorBoard ``logs/``
     when TensorBoard is installed. Rerunning the same command after an interruption resumes;
@@ -160,8 +163,7 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
 
         result = train_detector(DetectorTrainConfig(train_json="instances_train.json",
                                                     train_images="train/", output_dir="runs/mine"))
-        same = EfficientDet(result.spec, num_classes=result.dataset.num_classes,
-                            weights=str(result.weights_path))
+        same = keras.saving.load_model("runs/mine/detector.keras")  # spec, labels and weights
     """
     keras.utils.set_random_seed(config.seed)
     output = Path(config.output_dir)
@@ -187,7 +189,9 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
     try:
         with (strategy or choose_strategy()).scope():
             detector = EfficientDet(spec, num_classes=data.num_classes, weights=config.weights,
-                                    backbone_weights=config.backbone_weights)
+                                    backbone_weights=config.backbone_weights,
+                                    label_map=list(zip(data.category_ids, data.class_names,
+                                                       strict=True)))
             if config.freeze_backbone:
                 for layer in detector.layers:
                     if layer.name.startswith(BACKBONE_PREFIXES):
@@ -228,7 +232,25 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
     callbacks.extend(extra_callbacks)
     history = trainer.fit(batches, epochs=config.epochs, steps_per_epoch=steps,
                           callbacks=callbacks, verbose=config.verbose, shuffle=False)
-    return TrainResult(detector, spec, data, history.history, weights_path, labels_path)
+    save_model_atomic(detector, output / MODEL_FILE)
+    return TrainResult(detector, detector.spec, data, history.history, weights_path, labels_path)
+
+
+def save_model_atomic(model: keras.Model, path: Path) -> Path:
+    """``model.save(path)`` through a temporary sibling and a rename (a ``.keras`` file that
+    is either whole or absent).
+
+    Example::
+
+        save_model_atomic(detector, Path("runs/mine/detector.keras"))
+    """
+    temporary = path.with_name(f".{os.getpid()}.{path.name}")
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
 
 
 def _tensorboard_available() -> bool:

@@ -27,7 +27,8 @@ CLASSIFIER_WEIGHTS = "classifier.weights.h5"
 
 @dataclasses.dataclass(frozen=True)
 class TrainedDetector:
-    """A trained detector with what it was trained on: spec, class names, category ids.
+    """A trained detector and the run it came from. The model carries its spec and label map;
+    ``spec``, ``labels`` and ``category_ids`` read them from it.
 
     Example::
 
@@ -36,31 +37,47 @@ class TrainedDetector:
     """
 
     model: Any
-    spec: EfficientDetSpec
-    labels: list[str]
-    category_ids: list[int]
-    config: DetectorTrainConfig
+    config: DetectorTrainConfig | None
     weights_path: Path
+
+    @property
+    def spec(self) -> EfficientDetSpec:
+        return self.model.spec
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.model.labels)
+
+    @property
+    def category_ids(self) -> list[int]:
+        return list(self.model.category_ids)
 
 
 def load_trained_detector(train_dir: str | os.PathLike[str], *,
                           weights: str | os.PathLike[str] | None = None,
                           input_size: int | None = None,
                           name: str | None = None) -> TrainedDetector:
-    """The detector ``train_detector`` left in ``train_dir``.
+    """The detector ``train_detector`` left in ``train_dir`` (a run folder), or a saved
+    ``detector.keras`` file (loaded with ``safe_mode=True``).
 
     ``weights`` overrides the run's weights file; ``input_size`` rebuilds it for another
-    resolution (the weights do not depend on it).
-
-    The model is named ``<variant>_trained`` (e.g. ``efficientdet_lite0_trained``) unless
-    ``name`` is given.
+    resolution (the weights do not depend on it). The model is named ``<variant>_trained``
+    (e.g. ``efficientdet_lite0_trained``) unless ``name`` is given.
 
     Example::
 
         run = load_trained_detector("runs/demo/train")
-        found = predict(inference_model(run.model, run.spec), ["photo.jpg"])
+        found = predict(inference_model(run.model), ["photo.jpg"])
     """
     folder = Path(train_dir)
+    if folder.suffix == ".keras" and folder.is_file() and weights is None and not input_size:
+        import keras
+
+        model = keras.saving.load_model(folder, safe_mode=True)
+        if not hasattr(model, "spec"):
+            raise ValueError(f"{folder} holds a {type(model).__name__}, not an EfficientDet "
+                             "detector.")
+        return TrainedDetector(model, None, folder)
     config_path = folder / CONFIG_FILE
     if (folder / CLASSIFIER_WEIGHTS).is_file():
         raise ValueError(f"{folder} holds a trained classifier, not a detector; use "
@@ -83,9 +100,9 @@ def load_trained_detector(train_dir: str | os.PathLike[str], *,
         raise ValueError(f"No weights at {weights_path}: the training run in {folder} has not "
                          "saved an epoch yet; train (or resume) until it does.")
     model = EfficientDet(spec, num_classes=len(entries), weights=str(weights_path),
-                         name=name or f"{spec.name.replace('-', '_')}_trained")
-    return TrainedDetector(model, spec, [str(entry["name"]) for entry in entries],
-                           [int(entry["id"]) for entry in entries], config, weights_path)
+                         name=name or f"{spec.name.replace('-', '_')}_trained",
+                         label_map=entries)
+    return TrainedDetector(model, config, weights_path)
 
 
 @dataclasses.dataclass(frozen=True)

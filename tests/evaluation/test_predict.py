@@ -50,7 +50,7 @@ def test_boxes_come_back_in_original_pixels(tmp_path):
     original = np.zeros((200, 400, 3), "float32")  # scale 128/400 = 0.32, padded bottom
     box_original = np.array([40.0, 100.0, 160.0, 300.0], "float32")
     detector = planted_raw_model(box_original * 0.32)
-    model = inference_model(detector, SPEC, score_threshold=0.5)
+    model = inference_model(detector, score_threshold=0.5)
     [result] = predict(model, [original], score_threshold=0.5)
     assert result["classes"].tolist() == [2]
     np.testing.assert_allclose(result["boxes"][0], box_original, atol=0.05)
@@ -59,7 +59,7 @@ def test_boxes_come_back_in_original_pixels(tmp_path):
 
 def test_real_detector_static_shapes_and_files(tmp_path):
     detector = ke.EfficientDet(SPEC, num_classes=4)
-    model = inference_model(detector, SPEC, max_detections=7, class_aware=False)
+    model = inference_model(detector, max_detections=7, class_aware=False)
     assert tuple(model.output["boxes"].shape) == (None, 7, 4)
     picture = tmp_path / "p.png"
     from PIL import Image
@@ -95,7 +95,7 @@ def test_draw_detections_writes_png(tmp_path):
 
 def test_no_images_give_an_empty_list():
     detector = planted_raw_model(np.array([10.0, 10.0, 60.0, 60.0], "float32"))
-    model = inference_model(detector, SPEC, score_threshold=0.5)
+    model = inference_model(detector, score_threshold=0.5)
     assert predict(model, []) == []
     assert predict(model, iter(()), batch_size=4) == []
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):

@@ -20,7 +20,7 @@ from keras_efficient.export.detector_tflite import (
 from keras_efficient.export.edgetpu import edgetpu_report
 from keras_efficient.export.runtime import op_histogram, run
 from keras_efficient.models.efficientdet import EfficientDet
-from tests.training.conftest import tiny_spec
+from tests.conftest import tiny_spec
 
 SIZE = 64
 NUM_CLASSES = 3
@@ -69,6 +69,9 @@ def fixed_detector():
     logits, regressions = fixed_head_inputs()
     image = keras.Input((SIZE, SIZE, 3), batch_size=1)
     model = keras.Model(image, FixedHead(logits, regressions)(image), name="fixed")
+    # What an EfficientDetector carries and the export reads: its anchors and input size.
+    model.image_size = (SIZE, SIZE)
+    model.anchor_spec = lambda: tiny_spec().anchor_spec((SIZE, SIZE))
     return model, logits, regressions
 
 
@@ -90,7 +93,7 @@ def our_detections(logits, regressions, max_detections=100):
 def test_postprocess_equals_our_decoding_and_nms(fixed_detector, postprocess, op_top_k):
     model, logits, regressions = fixed_detector
     options = PostprocessOptions(postprocess, score_threshold=THRESHOLD, op_top_k=op_top_k)
-    payload = convert_detector(model, tiny_spec(), "float32", options=options)
+    payload = convert_detector(model, "float32", options=options)
     interpreter = interpreter_for(payload)
     names = [d["name"] for d in interpreter.get_output_details()]
     assert names == list(DETECTION_OUTPUTS)
@@ -112,18 +115,18 @@ def test_postprocess_equals_our_decoding_and_nms(fixed_detector, postprocess, op
 
 def test_raw_export_and_anchors_file_decode_like_keras(fixed_detector, tmp_path):
     model, logits, regressions = fixed_detector
-    payload = convert_detector(model, tiny_spec(), options=PostprocessOptions("none"))
+    payload = convert_detector(model, options=PostprocessOptions("none"))
     interpreter = interpreter_for(payload)
     assert [d["name"] for d in interpreter.get_output_details()] == ["box_encodings",
                                                                       "class_scores"]
     encodings, scores = run(interpreter, np.zeros((1, SIZE, SIZE, 3), "float32"))
     np.testing.assert_allclose(scores[0], 1 / (1 + np.exp(-logits)), atol=1e-6)
-    path = write_anchors_csv(tiny_spec(), (SIZE, SIZE), tmp_path / "anchors.csv")
+    path = write_anchors_csv(model, tmp_path / "anchors.csv")
     with open(path) as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["yc", "xc", "h", "w"]
     anchors = np.asarray(rows[1:], dtype="float32")
-    np.testing.assert_allclose(anchors, export_anchors(tiny_spec(), (SIZE, SIZE)), atol=1e-6)
+    np.testing.assert_allclose(anchors, export_anchors(model), atol=1e-6)
     yc = encodings[0, :, 0] * anchors[:, 2] + anchors[:, 0]
     h = np.exp(encodings[0, :, 2]) * anchors[:, 2]
     corner = decode_boxes(regressions, generate_anchors(tiny_spec().anchor_spec((SIZE, SIZE))))
@@ -133,7 +136,7 @@ def test_raw_export_and_anchors_file_decode_like_keras(fixed_detector, tmp_path)
 def test_int8_detector_is_integer_up_to_the_postprocess_tail(tiny_detector):
     images = [np.random.default_rng(i).uniform(0, 255, (1, SIZE, SIZE, 3)).astype("float32")
               for i in range(4)]
-    payload = convert_detector(tiny_detector, tiny_spec(), "int8", representative=images,
+    payload = convert_detector(tiny_detector, "int8", representative=images,
                                input_type="uint8")
     interpreter = interpreter_for(payload)
     assert interpreter.get_input_details()[0]["dtype"] == np.uint8
@@ -157,16 +160,16 @@ def test_bad_detector_exports(tiny_detector):
         PostprocessOptions(iou_threshold=0.0)
     classifier_like = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Flatten()])
     with pytest.raises(ValueError, match="not a raw EfficientDet"):
-        convert_detector(classifier_like, tiny_spec())
+        convert_detector(classifier_like)
     with pytest.raises(ValueError, match="Representative image 0 has shape"):
-        convert_detector(tiny_detector, tiny_spec(), "int8",
+        convert_detector(tiny_detector, "int8",
                          representative=[np.zeros((1, 32, 32, 3), "float32")])
 
 
 @pytest.mark.parametrize(("quantization", "atol"), [("float16", 0.02), ("dynamic", 0.05)])
 def test_float16_and_dynamic_detector_exports_match_keras(tiny_detector, quantization, atol):
     image = np.random.default_rng(7).uniform(0, 255, (1, SIZE, SIZE, 3)).astype("float32")
-    payload = convert_detector(tiny_detector, tiny_spec(), quantization,
+    payload = convert_detector(tiny_detector, quantization,
                                options=PostprocessOptions("none"))
     encodings, scores = run(interpreter_for(payload), image)
     expected = tiny_detector.predict(image, verbose=0)

@@ -97,7 +97,7 @@ def detector_export(tmp_path_factory):
     from keras_efficient.data.synthetic import make_detection_dataset
     from keras_efficient.export.verify import HeldOutSet
     from keras_efficient.models.efficientdet import EfficientDet
-    from tests.training.conftest import tiny_spec
+    from tests.conftest import tiny_spec
 
     root = tmp_path_factory.mktemp("detector_export")
     data = make_detection_dataset(root / "data", num_train=4, num_val=3, image_size=(80, 96),
@@ -109,8 +109,8 @@ def detector_export(tmp_path_factory):
                     latency_runs=2, score_threshold=0.0, edgetpu=True, eval_images=3)
     held_out = HeldOutSet(data.val_json, data.val_images_dir, val.category_ids, max_images=3)
     manifest = export_model(detector, recipe, root / "out", representative=images,
-                            weights_origin="random", spec=tiny_spec(),
-                            labels=val.class_names, category_ids=val.category_ids,
+                            weights_origin="random", labels=val.class_names,
+                            category_ids=val.category_ids,
                             held_out=held_out, log=lambda *_: None)
     return root / "out", manifest, val
 
@@ -144,12 +144,12 @@ def test_detector_export_manifest_ap_metadata_and_edgetpu(detector_export):
 
 def test_detector_export_without_held_out_set_says_so(tmp_path):
     from keras_efficient.models.efficientdet import EfficientDet
-    from tests.training.conftest import tiny_spec
+    from tests.conftest import tiny_spec
 
     recipe = Recipe(name="t", formats=("float32",), latency_runs=1, postprocess="none",
                     metadata=False)
     manifest = export_model(EfficientDet(tiny_spec(), num_classes=2), recipe, tmp_path / "o",
-                            representative=samples(1), spec=tiny_spec(), log=lambda *_: None)
+                            representative=samples(1), log=lambda *_: None)
     assert "not measured" in manifest["artifacts"][0]["accuracy"]["note"]
     assert (tmp_path / "o" / "anchors.csv").read_text().startswith("yc,xc,h,w")
 

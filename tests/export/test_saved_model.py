@@ -19,7 +19,7 @@ from keras_efficient.export.tflite import ExportError
 from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.models.efficientnet import EfficientNet
 from tests.export.test_tflite import TINY
-from tests.training.conftest import tiny_spec
+from tests.conftest import tiny_spec
 
 CATEGORY_IDS = [1, 7, 42]
 LABELS = ["ant", "bee", "cat", "dog", "eel"]
@@ -43,7 +43,7 @@ def detector(spec):
 @pytest.fixture(scope="module")
 def detector_export(detector, spec, tmp_path_factory):
     folder = tmp_path_factory.mktemp("detector")
-    path = export_detector_saved_model(detector, spec, folder / "det",
+    path = export_detector_saved_model(detector, folder / "det",
                                        category_ids=CATEGORY_IDS, max_detections=MAX_DETECTIONS)
     return path, tf.saved_model.load(str(path))
 
@@ -103,7 +103,7 @@ def test_detector_serving_matches_keras_path(detector_export, detector, spec):
     images = _images((50, 90), 2)
     got = {k: v.numpy() for k, v in
            loaded.signatures["serving_default"](images=tf.constant(images)).items()}
-    infer = inference_model(detector, spec, max_detections=MAX_DETECTIONS, class_aware=False)
+    infer = inference_model(detector, max_detections=MAX_DETECTIONS, class_aware=False)
     for i, image in enumerate(images):
         padded, scale = resize_and_pad(image.astype("float32"), (64, 64))
         want = infer.predict([padded[None], image_info(image, scale)[None]], verbose=0)
@@ -178,16 +178,16 @@ def test_existing_destination_is_refused(classifier, detector, spec, tmp_path):
     with pytest.raises(FileExistsError, match="already exists"):
         export_classifier_saved_model(classifier, tmp_path / "taken")
     with pytest.raises(FileExistsError, match="already exists"):
-        export_detector_saved_model(detector, spec, tmp_path / "taken")
+        export_detector_saved_model(detector, tmp_path / "taken")
     with pytest.raises(ValueError, match="does not exist"):
         export_classifier_saved_model(classifier, tmp_path / "missing" / "cls")
 
 
 def test_invalid_arguments(classifier, detector, spec, tmp_path):
     with pytest.raises(ValueError, match=r"2 entries.*3 classes"):
-        export_detector_saved_model(detector, spec, tmp_path / "det", category_ids=[1, 2])
+        export_detector_saved_model(detector, tmp_path / "det", category_ids=[1, 2])
     with pytest.raises(ValueError, match="distinct"):
-        export_detector_saved_model(detector, spec, tmp_path / "det", category_ids=[1, 1, 2])
+        export_detector_saved_model(detector, tmp_path / "det", category_ids=[1, 1, 2])
     with pytest.raises(ValueError, match=r"4 entries.*5 classes"):
         export_classifier_saved_model(classifier, tmp_path / "cls", labels=LABELS[:4])
     inputs = keras.Input((None, None, 3))

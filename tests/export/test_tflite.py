@@ -10,7 +10,7 @@ from keras_efficient.export.runtime import load_interpreter, op_histogram, run
 from keras_efficient.export.tflite import convert, export_tflite
 from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.models.efficientnet import EfficientNet
-from tests.training.conftest import tiny_spec
+from tests.conftest import tiny_spec
 
 TINY = get_efficientnet_scaling("lite0").with_(name="tinylite", width=0.25, depth=0.25)
 

@@ -20,7 +20,7 @@ def test_detector_overfits_four_images(tmp_path):
         batch_size=4, epochs=60, steps_per_epoch=10, learning_rate=0.003, optimizer="adamw",
         weight_decay=0.0, ema_decay=None, flip=False, scale_range=(1.0, 1.0), verbose=0))
     train = data.coco("train")
-    metrics = evaluate_detector(result.detector, result.spec, data.train_json,
+    metrics = evaluate_detector(result.detector, data.train_json,
                                 data.train_images_dir, label_map=train.category_ids,
                                 progress=False)
     assert metrics["AP50"] >= 0.9, metrics

@@ -23,7 +23,7 @@ from keras_efficient.training.callbacks import (
 )
 from keras_efficient.training.fit import train_detector
 from keras_efficient.training.output_folder import prepare_output_folder
-from tests.training.conftest import TINY_OVERRIDES
+from tests.conftest import TINY_OVERRIDES
 from tests.training.test_training import config
 
 

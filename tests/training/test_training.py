@@ -18,7 +18,7 @@ import pytest
 
 from keras_efficient.training.callbacks import NonFiniteLossError
 from keras_efficient.training.fit import DetectorTrainConfig, train_detector
-from tests.training.conftest import TINY_OVERRIDES
+from tests.conftest import TINY_OVERRIDES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,7 +67,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_last_checkpoint(tiny_data, 
     weights = tmp_path / "detector.weights.h5"
     before = sha256(weights)
     from keras_efficient.models.efficientdet import EfficientDet
-    from tests.training.conftest import tiny_spec
+    from tests.conftest import tiny_spec
 
     detector = EfficientDet(tiny_spec(), num_classes=3, weights=str(weights))
     assert all(np.isfinite(w.numpy()).all() for w in detector.weights)
@@ -85,7 +85,7 @@ SCRIPT = textwrap.dedent("""
     from keras_efficient.training.fit import DetectorTrainConfig, train_detector
     values = json.loads(sys.argv[1])
     values["scale_range"] = tuple(values["scale_range"])
-    from tests.training.conftest import TINY_OVERRIDES
+    from tests.conftest import TINY_OVERRIDES
     values["spec_overrides"] = dict(TINY_OVERRIDES)
 
     class Slow(keras.callbacks.Callback):

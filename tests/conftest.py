@@ -1,4 +1,5 @@
-"""A tiny detector and dataset so that training tests take seconds, not minutes."""
+"""Shared fixtures for every test package: a tiny detector spec and a tiny COCO-format set, so
+that model, training and export tests take seconds, not minutes."""
 
 import pytest
 

@@ -1,0 +1,82 @@
+"""The detector carries its spec: fusion, input size, classes and label map live in the model
+(``get_config``), survive ``.keras`` with ``safe_mode=True``, and the consumers take the model
+alone."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from keras_efficient.configs.efficientdet import spec_from_config, spec_to_config
+from keras_efficient.detection.inference import inference_model
+from keras_efficient.models.efficientdet import EfficientDet, EfficientDetector
+from tests.conftest import tiny_spec
+
+LABELS = [(3, "circle"), (7, "square"), (9, "star")]
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return EfficientDet(tiny_spec(), num_classes=3, fusion="softmax", label_map=LABELS,
+                        name="tiny_det")
+
+
+def test_the_spec_records_fusion_input_size_and_labels(detector):
+    assert isinstance(detector, EfficientDetector) and isinstance(detector, keras.Model)
+    assert detector.spec.fusion == "softmax" != tiny_spec().fusion  # the override is recorded
+    assert detector.spec.input_size == 64 and detector.image_size == (64, 64)
+    assert detector.labels == ["circle", "square", "star"]
+    assert detector.category_ids == [3, 7, 9]
+    assert detector.anchor_spec() == tiny_spec().anchor_spec((64, 64))
+    wide = EfficientDet(tiny_spec(), num_classes=2, input_shape=(64, 96, 3))
+    assert wide.image_size == (64, 96) and wide.anchor_spec().image_size == (64, 96)
+    assert wide.labels == ["class 0", "class 1"] and wide.category_ids == [1, 2]
+
+
+def test_spec_config_round_trip_through_json():
+    for spec in (tiny_spec(), tiny_spec().with_(backbone="efficientnetb0", fusion="fast")):
+        assert spec_from_config(json.loads(json.dumps(spec_to_config(spec)))) == spec
+
+
+def test_keras_file_reloads_the_whole_detector_with_safe_mode(detector, tmp_path):
+    image = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+    path = tmp_path / "detector.keras"
+    detector.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert isinstance(loaded, EfficientDetector) and loaded.name == "tiny_det"
+    assert loaded.spec == detector.spec and loaded.label_map == detector.label_map
+    for key in ("class_logits", "box_regression"):
+        np.testing.assert_allclose(loaded.predict(image, verbose=0)[key],
+                                   detector.predict(image, verbose=0)[key], atol=1e-5)
+    clone = EfficientDetector.from_config(detector.get_config())
+    assert clone.spec == detector.spec and clone.count_params() == detector.count_params()
+
+
+def test_consumers_take_the_detector_alone(detector):
+    model = inference_model(detector, class_aware=False, max_detections=5)
+    image = np.zeros((1, 64, 64, 3), "float32")
+    out = model.predict([image, np.asarray([[1.0, 64, 64]], "float32")], verbose=0)
+    assert out["boxes"].shape == (1, 5, 4)
+
+
+def test_a_label_map_must_name_every_class():
+    with pytest.raises(ValueError, match="label_map names 2 classes but num_classes=3"):
+        EfficientDet(tiny_spec(), num_classes=3, label_map=[(1, "a"), (2, "b")])
+
+
+def test_training_saves_one_keras_file_that_reloads(tiny_data, tmp_path):
+    from keras_efficient.training.fit import train_detector
+    from keras_efficient.training.run_folder import load_trained_detector
+    from tests.training.test_training import config
+
+    result = train_detector(config(tiny_data, tmp_path, epochs=1, steps_per_epoch=1))
+    run = load_trained_detector(tmp_path / "detector.keras")
+    assert run.config is None and run.spec == result.detector.spec
+    assert run.labels == ["circle", "square", "triangle"]
+    assert run.category_ids == tiny_data.coco("train").category_ids
+    folder = load_trained_detector(tmp_path)
+    image = np.zeros((1, 64, 64, 3), "float32")
+    np.testing.assert_allclose(run.model.predict(image, verbose=0)["class_logits"],
+                               folder.model.predict(image, verbose=0)["class_logits"],
+                               atol=1e-5)
