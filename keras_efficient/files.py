@@ -207,3 +207,41 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+_CHUNK_SIZE = 1 << 20
+
+
+def file_digests(path: str | os.PathLike[str], *algorithms: str) -> dict[str, str]:
+    """Hex digests of a file under one or more ``hashlib`` algorithms, in one streamed pass.
+
+    Example::
+
+        file_digests("efficientnetb0.h5", "md5", "sha256")  # {"md5": "902e...", "sha256": ...}
+    """
+    hashers = {name: hashlib.new(name, usedforsecurity=name != "md5") for name in algorithms}
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK_SIZE):
+            for hasher in hashers.values():
+                hasher.update(chunk)
+    return {name: hasher.hexdigest() for name, hasher in hashers.items()}
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path to write ``path`` through, renamed onto ``path`` when the block succeeds.
+
+    The temporary has the same name, inside a :func:`make_staging_folder` beside ``path`` (so
+    writers that go by the suffix, such as ``model.save_weights``, accept it); on an exception
+    ``path`` is left as it was and the staging folder is removed.
+
+    Example::
+
+        with atomic_path("cache/lite0_coco.weights.h5") as temporary:
+            model.save_weights(temporary)
+    """
+    target = Path(path)
+    with staging_folder(target) as folder:
+        temporary = folder / target.name
+        yield temporary
+        os.replace(temporary, target)

@@ -1,17 +1,28 @@
 """Download, verify and cache pretrained weight files; extract archives safely.
 
-Everything here uses the standard library only, so weights can be fetched
-without importing Keras or TensorFlow. Files are cached under
-``$KERAS_HOME/models`` (default ``~/.keras/models``) like ``keras.utils.get_file``,
-but downloads are atomic (streamed into a temporary ``.part`` file, checked,
-then renamed), checksums are verified, and publishers that do not publish
-checksums are handled by trust on first use through a JSON manifest.
+Files are cached under ``$KERAS_HOME/models`` (default ``~/.keras/models``) as by
+``keras.utils.get_file``, which this module does not use because, as of Keras 3.12
+(``keras/src/utils/file_utils.py``), it cannot keep what the weights need:
+
+* it downloads with ``urlretrieve`` straight onto the cache path, without a timeout of its own:
+  a failed re-download deletes the good old file and a stalled server hangs. Here a download is
+  streamed into a staging file (:func:`keras_efficient.files.atomic_path`) with a socket timeout,
+  checked, and only then renamed over the cached file;
+* it checks one hash (md5 or sha256, guessed from its length), leaves a mismatching download in
+  the cache, and reuses any file it finds when no hash is given. Here both published sums are
+  checked, and files without any (the TF checkpoints) are trusted on first use: their size and
+  sha256 go into :data:`MANIFEST_NAME` and are checked on every reuse;
+* its progress bar always prints (to stdout) and its errors are bare ``Exception``; here
+  progress goes to stderr and can be turned off, and errors name the URL, the cause and the fix;
+* it extracts in place, again on every call, skipping unsafe members with a warning.
+  :func:`safe_extract` refuses such an archive and renames a complete extraction into place.
+
+It also imports Keras and TensorFlow; this module needs only the standard library.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import http.client
 import json
 import logging
@@ -27,7 +38,9 @@ import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import IO, Any, BinaryIO
+from typing import IO, Any
+
+from keras_efficient.files import atomic_path, file_digests, make_staging_folder, write_json_atomic
 
 __all__ = [
     "MANIFEST_NAME",
@@ -91,8 +104,6 @@ def _make_dir(path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CacheDirError(path, f"{type(exc).__name__}: {exc}") from exc
-    if not path.is_dir():  # pragma: no cover - mkdir(exist_ok=True) raises for files
-        raise CacheDirError(path, "it exists and is not a directory")
     return path
 
 
@@ -114,8 +125,7 @@ def keras_cache_dir(subdir: str = "models") -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError:
-        path = Path(tempfile.gettempdir()) / ".keras" / subdir
-        _make_dir(path)
+        path = _make_dir(Path(tempfile.gettempdir()) / ".keras" / subdir)
     return path
 
 
@@ -146,9 +156,7 @@ class WeightsDownloadError(OSError):
         self.reason = reason
         self.md5 = md5
         self.sha256 = sha256
-        expected = [
-            f"{name} {value}" for name, value in (("md5", md5), ("sha256", sha256)) if value
-        ]
+        expected = [f"{name} {value}" for name, value in _sums(md5, sha256).items()]
         if expected:
             check = "; expected " + ", ".join(expected)
         else:
@@ -173,16 +181,12 @@ def file_hash(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
 
         file_hash("efficientnetb0.h5", "md5")  # "902e53a9f72be733fc0bcb005b3ebbac"
     """
-    return _file_digests(Path(path), (algorithm,))[algorithm]
+    return file_digests(path, algorithm)[algorithm]
 
 
-def _file_digests(path: Path, algorithms: tuple[str, ...]) -> dict[str, str]:
-    hashers = {name: hashlib.new(name) for name in algorithms}
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK_SIZE):
-            for hasher in hashers.values():
-                hasher.update(chunk)
-    return {name: hasher.hexdigest() for name, hasher in hashers.items()}
+def _sums(md5: str | None, sha256: str | None) -> dict[str, str]:
+    """The given checksums by algorithm name."""
+    return {name: value for name, value in (("md5", md5), ("sha256", sha256)) if value}
 
 
 def _normalize_hash(value: str | None, algorithm: str) -> str | None:
@@ -209,22 +213,19 @@ def _check_filename(filename: str) -> None:
 
 
 # --------------------------------------------------------------------------- manifest
+# Trust on first use: get_file reuses any cached file when no hash is published; the size and
+# sha256 recorded at the first download catch a truncated or replaced file on every later use.
 
 
 def _load_manifest(cache_dir: Path) -> dict[str, dict[str, Any]]:
     """Read the TOFU manifest; anything unreadable is logged and treated as empty."""
     path = cache_dir / MANIFEST_NAME
     try:
-        raw = path.read_text(encoding="utf-8")
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        logger.warning("Ignoring unreadable weights manifest %s: %s", path, exc)
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        logger.warning("Ignoring corrupt weights manifest %s: %s", path, exc)
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        logger.warning("Ignoring unreadable or corrupt weights manifest %s: %s", path, exc)
         return {}
     files = data.get("files") if isinstance(data, dict) else None
     if not isinstance(files, dict):
@@ -243,25 +244,17 @@ def _load_manifest(cache_dir: Path) -> dict[str, dict[str, Any]]:
     return entries
 
 
-def _write_manifest(cache_dir: Path, entries: dict[str, dict[str, Any]]) -> None:
-    """Write the manifest atomically (temporary file, fsync, rename)."""
-    text = json.dumps({"format": _MANIFEST_FORMAT, "files": entries}, indent=2, sort_keys=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{MANIFEST_NAME}.", suffix=".part", dir=cache_dir)
+def _save_manifest(cache_dir: Path, entries: dict[str, dict[str, Any]]) -> None:
+    """Write the manifest atomically; a failure only logs a warning (the files are in place)."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, cache_dir / MANIFEST_NAME)
-    except BaseException:
-        _unlink_quietly(Path(tmp_name))
-        raise
-    _fsync_dir(cache_dir)
+        files = dict(sorted(entries.items()))
+        write_json_atomic(cache_dir / MANIFEST_NAME, {"format": _MANIFEST_FORMAT, "files": files})
+    except OSError as exc:
+        logger.warning("Could not update weights manifest in %s: %s", cache_dir, exc)
 
 
 def _record(cache_dir: Path, filename: str, url: str, size: int, sha256: str) -> None:
-    """Record (or refresh) a file's manifest entry; failures only log a warning."""
+    """Record (or refresh) a file's manifest entry."""
     entries = _load_manifest(cache_dir)
     now = _dt.datetime.now(_dt.timezone.utc)  # noqa: UP017 - datetime.UTC needs 3.11
     entries[filename] = {
@@ -270,10 +263,7 @@ def _record(cache_dir: Path, filename: str, url: str, size: int, sha256: str) ->
         "sha256": sha256,
         "recorded": now.isoformat(timespec="seconds"),
     }
-    try:
-        _write_manifest(cache_dir, entries)
-    except OSError as exc:
-        logger.warning("Could not update weights manifest in %s: %s", cache_dir, exc)
+    _save_manifest(cache_dir, entries)
 
 
 def discard(path: str | os.PathLike[str]) -> bool:
@@ -288,13 +278,10 @@ def discard(path: str | os.PathLike[str]) -> bool:
     """
     path = Path(path)
     existed = path.exists()
-    _unlink_quietly(path)
+    path.unlink(missing_ok=True)
     entries = _load_manifest(path.parent)
     if entries.pop(path.name, None) is not None:
-        try:
-            _write_manifest(path.parent, entries)
-        except OSError as exc:
-            logger.warning("Could not update weights manifest in %s: %s", path.parent, exc)
+        _save_manifest(path.parent, entries)
     return existed
 
 
@@ -305,9 +292,9 @@ def _cached_file_ok(
     target: Path, url: str, md5: str | None, sha256: str | None, cache_dir: Path
 ) -> bool:
     """Whether an existing cached file can be used without touching the network."""
-    if md5 is not None or sha256 is not None:
-        expected = {name: value for name, value in (("md5", md5), ("sha256", sha256)) if value}
-        actual = _file_digests(target, ("md5", "sha256") if md5 else ("sha256",))
+    expected = _sums(md5, sha256)
+    if expected:
+        actual = file_digests(target, *{*expected, "sha256"})
         bad = [name for name in expected if actual[name] != expected[name]]
         if bad:
             logger.warning(
@@ -335,12 +322,7 @@ def _cached_file_ok(
         logger.warning(
             "Cached file %s has size %d but %s recorded size %d (sha256 %s);"
             " downloading it again from %s",
-            target,
-            size,
-            MANIFEST_NAME,
-            entry["size"],
-            entry["sha256"],
-            url,
+            target, size, MANIFEST_NAME, entry["size"], entry["sha256"], url,
         )
         return False
     digest = file_hash(target)
@@ -348,11 +330,7 @@ def _cached_file_ok(
         logger.warning(
             "Cached file %s does not match %s: expected sha256 %s, got %s;"
             " downloading it again from %s",
-            target,
-            MANIFEST_NAME,
-            entry["sha256"],
-            digest,
-            url,
+            target, MANIFEST_NAME, entry["sha256"], digest, url,
         )
         return False
     return True
@@ -362,129 +340,81 @@ def _cached_file_ok(
 
 
 def _format_bytes(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
+    for unit in ("B", "KiB", "MiB"):
+        if count < 1024:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
-    raise AssertionError("unreachable")
+    return f"{count:.1f} GiB"
 
 
 class _Progress:
-    """Compact progress line on stderr (redrawn in place on a TTY, throttled otherwise)."""
+    """Compact progress line on stderr (redrawn in place on a TTY, throttled otherwise).
+
+    Not keras.utils.Progbar: that one writes to stdout and shows no file name.
+    """
 
     def __init__(self, label: str, total: int | None, enabled: bool, stream: IO[str]) -> None:
-        self.label = label
-        self.total = total
-        self.enabled = enabled
-        self.stream = stream
+        self.label, self.total, self.enabled, self.stream = label, total, enabled, stream
         isatty = getattr(stream, "isatty", None)
         self.interactive = bool(isatty and isatty())
         self.interval = 0.5 if self.interactive else 10.0
         self.last = time.monotonic()
         self.shown = False
 
-    def _line(self, received: int) -> str:
-        if self.total:
-            percent = 100.0 * received / self.total
-            amount = f"{_format_bytes(received)} / {_format_bytes(self.total)} ({percent:.0f}%)"
-        else:
-            amount = _format_bytes(received)
-        return f"Downloading {self.label}: {amount}"
-
     def _emit(self, received: int) -> None:
-        end = "" if self.interactive else "\n"
-        prefix = "\r\x1b[K" if self.interactive else ""
-        self.stream.write(prefix + self._line(received) + end)
+        amount = _format_bytes(received)
+        if self.total:
+            amount += f" / {_format_bytes(self.total)} ({100.0 * received / self.total:.0f}%)"
+        prefix, end = ("\r\x1b[K", "") if self.interactive else ("", "\n")
+        self.stream.write(f"{prefix}Downloading {self.label}: {amount}{end}")
         self.stream.flush()
         self.shown = True
 
     def update(self, received: int) -> None:
-        if not self.enabled:
-            return
         now = time.monotonic()
-        if now - self.last >= self.interval:
+        if self.enabled and now - self.last >= self.interval:
             self.last = now
             self._emit(received)
 
     def close(self, received: int, ok: bool) -> None:
-        if not self.enabled:
-            return
-        if ok:
+        if self.enabled and ok:
             self._emit(received)
-        if self.interactive and self.shown:
+        if self.enabled and self.interactive and self.shown:
             self.stream.write("\n")
             self.stream.flush()
 
 
 def _content_length(response: Any) -> int | None:
-    value = response.headers.get("Content-Length")
-    if value is None:
-        return None
     try:
-        length = int(value)
-    except ValueError:
+        length = int(response.headers.get("Content-Length"))
+    except (TypeError, ValueError):
         return None
     return length if length >= 0 else None
 
 
-def _stream_to(
-    url: str, out: BinaryIO, label: str, progress: bool, timeout: float
-) -> tuple[int, dict[str, str]]:
-    """Stream ``url`` into ``out``; return (size, {"md5": ..., "sha256": ...})."""
-    hashers = {"md5": hashlib.md5(usedforsecurity=False), "sha256": hashlib.sha256()}
+def _stream_to(url: str, path: Path, label: str, progress: bool, timeout: float) -> int:
+    """Stream ``url`` into the file ``path``, flushed to disk; return its size."""
     request = urllib.request.Request(
         url, headers={"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
     )
     received = 0
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response, open(path, "wb") as out:
         total = _content_length(response)
         bar = _Progress(label, total, progress, sys.stderr)
         ok = False
         try:
             while chunk := response.read(_CHUNK_SIZE):
                 out.write(chunk)
-                for hasher in hashers.values():
-                    hasher.update(chunk)
                 received += len(chunk)
                 bar.update(received)
-            if total is not None and received != total:
-                raise _TruncatedError(
-                    f"download truncated: received {received} of {total} bytes"
-                    " announced by Content-Length"
-                )
+            if total is not None and received != total:  # servers that do not say it themselves
+                raise http.client.IncompleteRead(b"", total - received)
+            out.flush()
+            os.fsync(out.fileno())
             ok = True
         finally:
             bar.close(received, ok)
-    return received, {name: hasher.hexdigest() for name, hasher in hashers.items()}
-
-
-class _TruncatedError(OSError):
-    """The connection ended before Content-Length bytes arrived."""
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-    except OSError as exc:  # pragma: no cover - best effort cleanup
-        logger.warning("Could not remove temporary file %s: %s", path, exc)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist a rename on POSIX; a no-op where directories cannot be opened."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return received
 
 
 def _describe(exc: BaseException) -> str:
@@ -495,61 +425,38 @@ def _describe(exc: BaseException) -> str:
         text = f"{type(reason).__name__}: {reason}" if isinstance(reason, BaseException) else reason
         return f"connection failed ({text})"
     if isinstance(exc, http.client.IncompleteRead):
-        return f"download truncated: connection closed early ({exc!r})"
-    if isinstance(exc, _TruncatedError):
-        return str(exc)
+        missing = f", {exc.expected} more bytes expected" if exc.expected else ""
+        return f"download truncated: the connection closed early{missing}"
     if isinstance(exc, TimeoutError):
         return f"timed out ({exc})"
     return f"{type(exc).__name__}: {exc}"
 
 
 def _download(
-    url: str,
-    target: Path,
-    *,
-    md5: str | None,
-    sha256: str | None,
-    progress: bool,
-    timeout: float,
+    url: str, target: Path, *, md5: str | None, sha256: str | None, progress: bool, timeout: float
 ) -> tuple[int, str]:
-    """Download ``url`` atomically to ``target``; return (size, sha256)."""
+    """Download ``url`` atomically to ``target``; return (size, sha256).
+
+    Through a staging file renamed only once verified: an interrupted, truncated or mismatching
+    download (KeyboardInterrupt included) leaves nothing behind and the old file untouched.
+    """
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
-                                        dir=target.parent)
-    except OSError as exc:
-        raise CacheDirError(
-            target.parent, f"cannot create a file in it to download {target.name} ({exc})"
-        ) from exc
-    tmp = Path(tmp_name)
-    try:
-        try:
-            with os.fdopen(fd, "wb") as out:
-                size, digests = _stream_to(url, out, target.name, progress, timeout)
-                out.flush()
-                os.fsync(out.fileno())
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            raise WeightsDownloadError(url, target, _describe(exc), md5=md5, sha256=sha256) from exc
-        for name, expected in (("md5", md5), ("sha256", sha256)):
-            if expected is not None and digests[name] != expected:
-                raise WeightsDownloadError(
-                    url,
-                    target,
-                    f"checksum mismatch for {url}: expected {name} {expected},"
-                    f" got {digests[name]} ({size} bytes received)",
-                    md5=md5,
-                    sha256=sha256,
-                )
-        try:
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-            os.replace(tmp, target)
-        except OSError as exc:
-            reason = f"could not move the download into place: {exc}"
-            raise WeightsDownloadError(url, target, reason, md5=md5, sha256=sha256) from exc
-    except BaseException:
-        # HTTP errors, truncation, bad checksums, KeyboardInterrupt, ...: leave nothing behind.
-        _unlink_quietly(tmp)
+        with atomic_path(target) as temporary:
+            try:
+                size = _stream_to(url, temporary, target.name, progress, timeout)
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                raise WeightsDownloadError(url, target, _describe(exc), md5, sha256) from exc
+            digests = file_digests(temporary, "md5", "sha256")
+            for name, expected in _sums(md5, sha256).items():
+                if digests[name] != expected:
+                    reason = (f"checksum mismatch for {url}: expected {name} {expected},"
+                              f" got {digests[name]} ({size} bytes received)")
+                    raise WeightsDownloadError(url, target, reason, md5, sha256)
+    except WeightsDownloadError:
         raise
-    _fsync_dir(target.parent)
+    except OSError as exc:  # the staging file cannot be made or renamed into place
+        raise CacheDirError(target.parent, f"cannot write {target.name} into it ({exc})"
+                            ) from exc
     return size, digests["sha256"]
 
 
@@ -608,6 +515,9 @@ def fetch(
 
 
 # --------------------------------------------------------------------------- extraction
+# Our own rules, not get_file's (which skips unsafe members with a warning and extracts the
+# rest): an archive with any unsafe member is refused before anything is written, and
+# tarfile's filter="data" is kept as a second line.
 
 
 def _is_absolute(name: str) -> bool:
@@ -690,10 +600,13 @@ class CorruptArchiveError(ValueError):
         return (type(self), (str(self.archive), str(self)))
 
 
+_TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error)
+
+
 def _open_tar(archive: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(archive, "r:*")
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
+    except _TAR_ERRORS as exc:
         raise CorruptArchiveError(archive, f"{archive} is not a readable tar archive: {exc}"
                                   ) from exc
 
@@ -704,9 +617,9 @@ def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) 
     Members with absolute paths, ``..`` components, links pointing outside
     ``dest``, or device files are rejected with a ``ValueError`` naming the
     member before anything is written; extraction also uses ``tarfile``'s
-    ``filter="data"``. The archive is unpacked into a temporary sibling
-    directory, a marker file (:data:`EXTRACTED_MARKER`) is written last, and the
-    directory is renamed to ``dest``. A ``dest`` holding a complete extraction
+    ``filter="data"``. The archive is unpacked into a staging folder beside
+    ``dest``, a marker file (:data:`EXTRACTED_MARKER`) is written last, and the
+    folder is renamed to ``dest``. A ``dest`` holding a complete extraction
     is returned as is (the archive is not read); an empty ``dest`` directory is
     replaced; any other existing ``dest`` raises ``FileExistsError``. An unreadable
     archive raises :class:`CorruptArchiveError` (a ``ValueError``); a ``dest``
@@ -720,20 +633,17 @@ def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) 
     dest = Path(dest)
     if not _dest_is_free(dest):
         return dest
-
     with _open_tar(archive) as tar:
         try:
             members = tar.getmembers()
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        except (*_TAR_ERRORS, OSError) as exc:
             raise CorruptArchiveError(archive, f"{archive} is corrupt or truncated: {exc}"
                                       ) from exc
         for member in members:
             _check_member(member, archive)
-
         _make_dir(dest.parent)
         try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".extract",
-                                        dir=dest.parent))
+            tmp = make_staging_folder(dest)
         except OSError as exc:
             raise CacheDirError(dest.parent, f"cannot extract {archive.name} into it ({exc})"
                                 ) from exc
@@ -749,18 +659,13 @@ def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) 
                 raise ValueError(
                     f"refusing to extract {archive}: member {member_name!r} rejected ({exc})"
                 ) from exc
-            except (tarfile.TarError, EOFError, zlib.error) as exc:
+            except _TAR_ERRORS as exc:
                 raise CorruptArchiveError(archive, f"{archive} is corrupt or truncated: {exc}"
                                           ) from exc
-            info = {
-                "archive": archive.name,
-                "size": archive.stat().st_size,
-                "members": len(members),
-            }
-            with open(tmp / EXTRACTED_MARKER, "w", encoding="utf-8") as handle:
-                json.dump(info, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
+            info = {"archive": archive.name, "size": archive.stat().st_size,
+                    "members": len(members)}
+            # The folder's rename makes the extraction atomic; the marker only needs to be last.
+            (tmp / EXTRACTED_MARKER).write_text(json.dumps(info), encoding="utf-8")
             _install_dir(tmp, dest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -769,7 +674,9 @@ def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) 
 
 
 def _install_dir(tmp: Path, dest: Path) -> None:
-    """Rename a finished extraction to ``dest`` (tolerating a concurrent winner)."""
+    """Rename a finished extraction to ``dest``, replacing an empty folder and tolerating a
+    concurrent winner (which ``files.publish_folder``, refusing any existing target, does not).
+    """
     if not _dest_is_free(dest):  # another process finished first
         shutil.rmtree(tmp, ignore_errors=True)
         return
@@ -781,4 +688,3 @@ def _install_dir(tmp: Path, dest: Path) -> None:
         if not _is_complete(dest):
             raise
         shutil.rmtree(tmp, ignore_errors=True)  # lost a race with a concurrent extraction
-    _fsync_dir(dest.parent)

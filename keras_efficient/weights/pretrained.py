@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 from keras_efficient.configs.efficientdet import EfficientDetSpec
 from keras_efficient.configs.efficientnet import get_efficientnet_scaling
+from keras_efficient.files import atomic_path
 from keras_efficient.weights.checkpoint import checkpoint_prefix, load_efficientnet_checkpoint
 from keras_efficient.weights.detector_checkpoint import load_efficientdet_checkpoint
 from keras_efficient.weights.download import (
@@ -184,10 +184,9 @@ def _load_converted(model: Any, converted: Path, prefix: str) -> bool:
 
 def _cache_converted(model: Any, converted: Path, prefix: str) -> None:
     """Save the converted weights atomically; a failure only warns (the model is loaded)."""
-    temporary = converted.with_name(f".{os.getpid()}.{converted.name}")
     try:
-        model.save_weights(temporary)
-        os.replace(temporary, converted)
+        with atomic_path(converted) as temporary:  # keeps the name: save_weights wants .weights.h5
+            model.save_weights(temporary)
     except OSError as error:
         warnings.warn(
             f"Loaded the COCO weights from the checkpoint {prefix}, but could not cache the "
@@ -196,6 +195,3 @@ def _cache_converted(model: Any, converted: Path, prefix: str) -> None:
             "to a writable directory.",
             stacklevel=4,
         )
-    finally:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)

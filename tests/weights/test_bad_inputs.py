@@ -5,11 +5,11 @@ Tiny models only; downloads come from a local HTTP server on 127.0.0.1.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import tarfile
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 
 import keras_efficient as ke
+from keras_efficient import files
 from keras_efficient.configs.efficientdet import get_efficientdet_spec
-from keras_efficient.weights import download, registry
+from keras_efficient.weights import registry
 from keras_efficient.weights.detector_checkpoint import efficientdet_name_map
 from keras_efficient.weights.download import (
     MANIFEST_NAME,
@@ -42,8 +43,17 @@ TARBALL = "efficientdet-lite0.tgz"
 TARBALL_PATH = "/cloud-tpu-checkpoints/efficientdet/coco/" + TARBALL
 CONVERTED = "efficientdet-lite0_coco.weights.h5"
 SMALL = (32, 32, 3)
-# pytest.warns re-emits the warnings it did not match, past the keras.* filters in setup.cfg.
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+
+@pytest.fixture(autouse=True)
+def _no_array_deprecation() -> Iterator[None]:
+    """pytest.warns re-emits the warnings it did not match, past the keras.* filters in setup.cfg.
+
+    A fixture, not a ``filterwarnings`` mark: it also works under ``-p no:warnings``.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+        yield
 
 
 def tiny_detector(**kwargs) -> keras.Model:
@@ -165,10 +175,10 @@ def test_detector_coco_with_keras_home_a_file(tmp_path, monkeypatch):
 def test_unwritable_cache_dir_is_named(tmp_path, monkeypatch):
     """A directory that refuses new files (simulated: tests may run as root)."""
     with LocalHTTPServer({"/x.bin": b"data"}) as server:
-        def refuse(*args, **kwargs):
-            raise PermissionError(13, "Permission denied", kwargs.get("dir"))
+        def refuse(target):
+            raise PermissionError(13, "Permission denied", str(Path(target).parent))
 
-        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+        monkeypatch.setattr(files, "make_staging_folder", refuse)
         with pytest.raises(CacheDirError) as info:
             fetch(server.url("/x.bin"), "x.bin", cache_dir=tmp_path, progress=False)
     message = str(info.value)
@@ -310,7 +320,7 @@ def test_archive_still_corrupt_after_download_is_removed_with_the_fix(cache, ser
     assert not (cache / TARBALL).exists()
     assert TARBALL not in manifest_entries(cache)
     assert not (cache / CONVERTED).exists()
-    assert not [p for p in cache.iterdir() if p.name.endswith(".extract")]
+    assert leftovers(cache) == []  # no staging folder of the extraction
     # The next call starts afresh: once upstream is fixed, it downloads and loads.
     server.files[TARBALL_PATH] = tarball
     tiny_detector(weights="coco")
@@ -320,7 +330,7 @@ def test_archive_still_corrupt_after_download_is_removed_with_the_fix(cache, ser
 def test_corrupt_pinned_archive_is_not_downloaded_again(cache, server, tarball, monkeypatch):
     broken = tarball[: len(tarball) // 2]
     server.files[TARBALL_PATH] = broken
-    monkeypatch.setitem(registry._PINS, TARBALL, download.hashlib.sha256(broken).hexdigest())
+    monkeypatch.setitem(registry._PINS, TARBALL, hashlib.sha256(broken).hexdigest())
     with pytest.raises(CorruptArchiveError, match="pinned checksum"):
         fetch_checkpoint(registry.coco_weights("efficientdet-lite0"), progress=False)
     assert server.count(TARBALL_PATH) == 1

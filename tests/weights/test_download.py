@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from keras_efficient import files
 from keras_efficient.weights import download
 from keras_efficient.weights.download import (
     EXTRACTED_MARKER,
@@ -91,7 +92,7 @@ def test_keras_cache_dir_default_home(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_file_hash_streams_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(download, "_CHUNK_SIZE", 1000)  # force many chunks
+    monkeypatch.setattr(files, "_CHUNK_SIZE", 1000)  # force many chunks
     path = tmp_path / "blob"
     path.write_bytes(DATA)
     assert file_hash(path) == sha256(DATA)
@@ -133,8 +134,10 @@ def test_first_download_verifies_md5(server: LocalHTTPServer, cache: Path) -> No
     assert path.read_bytes() == DATA
     assert server.count(PATH) == 1
     assert leftovers(cache) == []
-    if os.name == "posix":
-        assert path.stat().st_mode & 0o777 == 0o644
+    if os.name == "posix":  # an ordinary file for the umask, not mkstemp's 0600
+        umask = os.umask(0)
+        os.umask(umask)
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_cache_hit_makes_no_request(server: LocalHTTPServer, cache: Path) -> None:
@@ -282,6 +285,15 @@ def test_keyboard_interrupt_cleans_up(
     with pytest.raises(KeyboardInterrupt):
         fetch(server.url(PATH), NAME, md5=md5(DATA), progress=True)
     assert not (cache / NAME).exists()
+    assert leftovers(cache) == []
+
+
+def test_killed_download_leftover_is_removed(server: LocalHTTPServer, cache: Path) -> None:
+    cache.mkdir(parents=True)
+    stale = cache / f".{NAME}.staging-4194305-deadbeef"  # above pid_max: its process is gone
+    stale.mkdir()
+    (stale / NAME).write_bytes(DATA[:1000])
+    assert fetch(server.url(PATH), NAME, md5=md5(DATA), progress=False).read_bytes() == DATA
     assert leftovers(cache) == []
 
 
