@@ -10,12 +10,14 @@ from keras_efficient.configs.efficientnet import (
     EfficientNetScaling,
     StageSpec,
     expand_blocks,
+    feature_blocks,
     feature_layer_names,
     get_efficientnet_scaling,
     round_filters,
     round_repeats,
     scaled_stages,
 )
+from keras_efficient.configs.names import is_detector, known_variants, resolve_variant
 
 __all__ = [
     "B0_STAGES",
@@ -27,8 +29,12 @@ __all__ = [
     "EfficientNetScaling",
     "StageSpec",
     "expand_blocks",
+    "feature_blocks",
     "feature_layer_names",
     "get_efficientnet_scaling",
+    "is_detector",
+    "known_variants",
+    "resolve_variant",
     "round_filters",
     "round_repeats",
     "scaled_stages",

@@ -23,7 +23,11 @@ import dataclasses
 from collections.abc import Mapping
 
 from keras_efficient.configs.anchors import AnchorSpec
-from keras_efficient.configs.efficientnet import EfficientNetScaling, get_efficientnet_scaling
+from keras_efficient.configs.efficientnet import (
+    EfficientNetScaling,
+    feature_blocks,
+    get_efficientnet_scaling,
+)
 
 FUSION_MODES = ("fast", "softmax", "sum")
 
@@ -84,6 +88,43 @@ def fpn_edge_prefix(cell: int, node: int, edge: int, input_id: int) -> str:
         fpn_edge_prefix(0, 3, 1, 7)  # "fpn_cell0_node3_resample_1_7"
     """
     return f"{fpn_node_prefix(cell, node)}resample_{edge}_{input_id}"
+
+
+def cell_input_filters(spec: EfficientDetSpec, cell: int) -> tuple[int, ...]:
+    """Channels of the cell's input tensors (ids 0.., one per level ``min_level``..).
+
+    Cell 0 reads the backbone's P3–P5 (their widths: the ``feature_level`` blocks of
+    :func:`~keras_efficient.configs.efficientnet.expand_blocks`) and the extra levels P6..
+    (``fpn_filters`` wide); later cells read the previous cell's nodes, all ``fpn_filters``.
+
+    Example::
+
+        cell_input_filters(get_efficientdet_spec("d0"), 0)  # (40, 112, 320, 64, 64)
+    """
+    levels = range(spec.min_level, spec.max_level + 1)
+    if cell > 0:
+        return tuple(spec.fpn_filters for _ in levels)
+    backbone = feature_blocks(spec.backbone_scaling)
+    return tuple(backbone[level].filters_out if level in backbone else spec.fpn_filters
+                 for level in levels)
+
+
+def needs_projection(spec: EfficientDetSpec, cell: int, input_id: int) -> bool:
+    """Whether the edge from tensor ``input_id`` into a node of ``cell`` starts with a 1x1
+    conv + BN (``fpn_edge_prefix(...) + "_conv"/"_bn"``) to the BiFPN width: exactly when that
+    tensor is not ``fpn_filters`` wide, i.e. a backbone level of cell 0 whose width differs
+    (as in automl, whose checkpoints then hold ``resample_{edge}_{input_id}_{n}`` variables).
+    Node outputs (ids past the cell inputs) are always ``fpn_filters`` wide.
+
+    The BiFPN builder and the checkpoint name map both ask this function.
+
+    Example::
+
+        needs_projection(get_efficientdet_spec("d0"), 0, 2)  # True: P5 is 320 wide, BiFPN 64
+        needs_projection(get_efficientdet_spec("d0"), 1, 2)  # False
+    """
+    inputs = cell_input_filters(spec, cell)
+    return input_id < len(inputs) and inputs[input_id] != spec.fpn_filters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,14 +266,12 @@ EFFICIENTDET_VARIANTS: Mapping[str, EfficientDetSpec] = {
 def get_efficientdet_spec(name: str) -> EfficientDetSpec:
     """Look up a row by name (``"efficientdet-d0"``, ``"d0"``, ``"lite3x"``; case-insensitive).
 
+    The name rule is :func:`keras_efficient.configs.names.resolve_variant`'s.
+
     Example::
 
         get_efficientdet_spec("D0").input_size  # 512
     """
-    key = name.lower().replace("_", "-").removeprefix("efficientdet").lstrip("-")
-    candidate = f"efficientdet-{key}"
-    if candidate in EFFICIENTDET_VARIANTS:
-        return EFFICIENTDET_VARIANTS[candidate]
-    raise ValueError(
-        f"Unknown EfficientDet variant {name!r}; known: {', '.join(EFFICIENTDET_VARIANTS)}."
-    )
+    from keras_efficient.configs.names import resolve_variant  # names reads this table
+
+    return EFFICIENTDET_VARIANTS[resolve_variant(name, "efficientdet")[1]]

@@ -186,18 +186,15 @@ EFFICIENTNET_VARIANTS: Mapping[str, EfficientNetScaling] = {
 def get_efficientnet_scaling(name: str) -> EfficientNetScaling:
     """Look up a row by name (``"efficientnetb4"``, ``"b4"``, ``"lite0"``; case-insensitive).
 
+    The name rule is :func:`keras_efficient.configs.names.resolve_variant`'s.
+
     Example::
 
         get_efficientnet_scaling("Lite0").lite  # True
     """
-    key = name.lower().replace("_", "-")
-    key = key.replace("-", "")
-    candidates = (key, f"efficientnet{key}")
-    for candidate in candidates:
-        if candidate in EFFICIENTNET_VARIANTS:
-            return EFFICIENTNET_VARIANTS[candidate]
-    known = ", ".join(EFFICIENTNET_VARIANTS)
-    raise ValueError(f"Unknown EfficientNet variant {name!r}; known variants: {known}.")
+    from keras_efficient.configs.names import resolve_variant  # names reads this table
+
+    return EFFICIENTNET_VARIANTS[resolve_variant(name, "efficientnet")[1]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,17 +216,35 @@ class BlockSpec:
     strides: int
     se_ratio: float
     drop_rate: float
+    #: The pyramid level whose feature this block's output is (the last block of a stage in
+    #: :data:`FEATURE_LEVEL_STAGES`), else None; set by :func:`expand_blocks`.
+    feature_level: int | None = None
 
     @property
     def has_residual(self) -> bool:
         return self.strides == 1 and self.filters_in == self.filters_out
+
+    @property
+    def output_name(self) -> str:
+        """Name of the block's last layer (``{name}add`` with a residual, else
+        ``{name}project_bn``), the layer :func:`feature_layer_names` taps."""
+        return self.name + ("add" if self.has_residual else "project_bn")
+
+
+#: Pyramid level -> the stage whose last block is that level's feature (REFERENCE §2.2).
+FEATURE_LEVEL_STAGES: Mapping[int, int] = {1: 1, 2: 2, 3: 3, 4: 5, 5: 7}
+_LEVEL_OF_STAGE: Mapping[int, int] = {stage: level
+                                      for level, stage in FEATURE_LEVEL_STAGES.items()}
 
 
 def expand_blocks(scaling: EfficientNetScaling) -> tuple[BlockSpec, ...]:
     """Every block of the scaled network in construction order.
 
     ``index`` is the global block counter (the ``blocks_{k}`` of official checkpoints);
-    ``drop_rate`` is the linearly increasing stochastic-depth rate of the reference.
+    ``drop_rate`` is the linearly increasing stochastic-depth rate of the reference;
+    ``feature_level`` marks the last block of each stage in :data:`FEATURE_LEVEL_STAGES` (the
+    one rule for where the pyramid features are tapped: the backbone body, the layer names of
+    :func:`feature_layer_names` and the BiFPN input widths all read it).
 
     Example::
 
@@ -255,13 +270,22 @@ def expand_blocks(scaling: EfficientNetScaling) -> tuple[BlockSpec, ...]:
                     strides=stage.strides if first else 1,
                     se_ratio=stage.se_ratio,
                     drop_rate=scaling.drop_connect * len(blocks) / total,
+                    feature_level=(_LEVEL_OF_STAGE.get(stage_number)
+                                   if repeat == stage.repeats - 1 else None),
                 )
             )
     return tuple(blocks)
 
 
-#: Pyramid level -> the stage whose last block is that level's feature (REFERENCE §2.2).
-FEATURE_LEVEL_STAGES: Mapping[int, int] = {1: 1, 2: 2, 3: 3, 4: 5, 5: 7}
+def feature_blocks(scaling: EfficientNetScaling) -> dict[int, BlockSpec]:
+    """Pyramid level -> the block whose output is that level's feature (``feature_level``).
+
+    Example::
+
+        feature_blocks(get_efficientnet_scaling("b0"))[5].filters_out  # 320
+    """
+    return {block.feature_level: block for block in expand_blocks(scaling)
+            if block.feature_level is not None}
 
 
 def feature_layer_names(scaling: EfficientNetScaling) -> dict[int, str]:
@@ -271,9 +295,4 @@ def feature_layer_names(scaling: EfficientNetScaling) -> dict[int, str]:
 
         feature_layer_names(get_efficientnet_scaling("b0"))[3]  # "block3b_add"
     """
-    last_block = {block.stage: block for block in expand_blocks(scaling)}
-    names = {}
-    for level, stage in FEATURE_LEVEL_STAGES.items():
-        block = last_block[stage]
-        names[level] = block.name + ("add" if block.has_residual else "project_bn")
-    return names
+    return {level: block.output_name for level, block in feature_blocks(scaling).items()}
