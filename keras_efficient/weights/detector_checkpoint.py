@@ -9,10 +9,7 @@ from keras_efficient.configs.efficientdet import (
     bifpn_nodes,
     fpn_edge_prefix,
     fpn_node_prefix,
-)
-from keras_efficient.configs.efficientnet import (
-    FEATURE_LEVEL_STAGES,
-    scaled_stages,
+    needs_projection,
 )
 from keras_efficient.weights.checkpoint import (
     BN_VARIABLES,
@@ -41,22 +38,13 @@ def efficientdet_name_map(spec: EfficientDetSpec, fusion: str | None = None) -> 
         efficientdet_name_map(get_efficientdet_spec("d0"))["resample_p6_conv"]
         # ["resample_p6/conv2d/kernel", "resample_p6/conv2d/bias"]
     """
-    scaling = spec.backbone_scaling
-    names: NameMap = dict(efficientnet_name_map(scaling, spec.checkpoint_scope,
+    names: NameMap = dict(efficientnet_name_map(spec.backbone_scaling, spec.checkpoint_scope,
                                                  include_top=False, include_head=False))
     names["resample_p6_conv"] = ["resample_p6/conv2d/kernel", "resample_p6/conv2d/bias"]
     names["resample_p6_bn"] = _bn("resample_p6/bn")
     num_levels = spec.max_level - spec.min_level + 1
     nodes = bifpn_nodes(spec.min_level, spec.max_level)
     mode = fusion or spec.fusion
-    # Backbone P3-P5 (ids 0-2) are projected in cell 0 only where their width differs from the
-    # BiFPN's (always, for the published rows), exactly as the BiFPN builder does.
-    stages = scaled_stages(scaling)
-    projected = {
-        input_id: stages[FEATURE_LEVEL_STAGES[spec.min_level + input_id] - 1].filters_out
-        != spec.fpn_filters
-        for input_id in range(3)
-    }
     for cell in range(spec.fpn_cells):
         for index, node in enumerate(nodes):
             scope = f"fpn_cells/cell_{cell}/fnode{index}"
@@ -68,14 +56,13 @@ def efficientdet_name_map(spec: EfficientDetSpec, fusion: str | None = None) -> 
                 names[f"{prefix}fusion"] = [wsm]
             names[f"{prefix}conv"] = _sep(f"{scope}/op_after_combine{suffix}/conv")
             names[f"{prefix}bn"] = _bn(f"{scope}/op_after_combine{suffix}/bn")
-            if cell == 0:
-                for edge, input_id in enumerate(node.inputs):
-                    if projected.get(input_id, False):  # backbone P3–P5, to the BiFPN width
-                        edge_scope = f"{scope}/resample_{edge}_{input_id}_{suffix}"
-                        layer = fpn_edge_prefix(cell, index, edge, input_id)
-                        names[f"{layer}_conv"] = [f"{edge_scope}/conv2d/kernel",
-                                                  f"{edge_scope}/conv2d/bias"]
-                        names[f"{layer}_bn"] = _bn(f"{edge_scope}/bn")
+            for edge, input_id in enumerate(node.inputs):
+                if needs_projection(spec, cell, input_id):  # the BiFPN builder's rule
+                    edge_scope = f"{scope}/resample_{edge}_{input_id}_{suffix}"
+                    layer = fpn_edge_prefix(cell, index, edge, input_id)
+                    names[f"{layer}_conv"] = [f"{edge_scope}/conv2d/kernel",
+                                              f"{edge_scope}/conv2d/bias"]
+                    names[f"{layer}_bn"] = _bn(f"{edge_scope}/bn")
     for kind in ("class", "box"):
         for r in range(spec.head_repeats):
             names[f"{kind}_net_conv{r}"] = _sep(f"{kind}_net/{kind}-{r}")
