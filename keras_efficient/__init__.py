@@ -1,7 +1,9 @@
 """keras_efficient: EfficientNet and EfficientDet for Keras 3, ready for TFLite and EdgeTPU.
 
-The public API is re-exported here and imported on first use, so that
-``import keras_efficient.configs`` stays free of TensorFlow.
+The public API is what this namespace re-exports (builders, the detector model, inference,
+training, evaluation and export entry points), imported on first use so that
+``import keras_efficient.configs`` stays free of TensorFlow. The subpackages' documented names
+(docs/) are public too; modules whose name starts with ``_`` are internal.
 """
 
 from __future__ import annotations
@@ -26,11 +28,22 @@ _EXPORTS: dict[str, str] = {
     **{f"EfficientDetLite{i}": "keras_efficient.models" for i in (0, 1, 2, 3, "3X", 4)},
     "decode_predictions": "keras_efficient.models.imagenet",
     "preprocess_input": "keras_efficient.models.imagenet",
+    "inference_model": "keras_efficient.detection.inference",
+    "NonMaxSuppression": "keras_efficient.detection.postprocess",
+    "train": "keras_efficient.training.api",
+    "DetectorTrainConfig": "keras_efficient.training.api",
+    "ClassifierTrainConfig": "keras_efficient.training.api",
+    "load_trained_detector": "keras_efficient.training.run_folder",
+    "evaluate_detector": "keras_efficient.evaluation.detector",
+    "export_model": "keras_efficient.export.pipeline",
+    "load_recipe": "keras_efficient.export.recipes",
 }
 
 __all__ = [
     "EFFICIENTDET_VARIANTS",
     "EFFICIENTNET_VARIANTS",
+    "ClassifierTrainConfig",
+    "DetectorTrainConfig",
     "EfficientDet",
     "EfficientDetD0",
     "EfficientDetD1",
@@ -64,16 +77,28 @@ __all__ = [
     "EfficientNetLite3",
     "EfficientNetLite4",
     "EfficientNetScaling",
+    "NonMaxSuppression",
     "decode_predictions",
+    "evaluate_detector",
+    "export_model",
     "get_model",
+    "inference_model",
+    "load_recipe",
+    "load_trained_detector",
     "preprocess_input",
+    "train",
 ]
 
 if TYPE_CHECKING:
     from keras_efficient.configs import EFFICIENTNET_VARIANTS, EfficientNetScaling
     from keras_efficient.configs.efficientdet import EFFICIENTDET_VARIANTS
+    from keras_efficient.detection.inference import inference_model
+    from keras_efficient.detection.postprocess import NonMaxSuppression
+    from keras_efficient.evaluation.detector import evaluate_detector
+    from keras_efficient.export.pipeline import export_model
+    from keras_efficient.export.recipes import load_recipe
     from keras_efficient.models import (
-    EfficientDet,
+        EfficientDet,
         EfficientDetD0,
         EfficientDetD1,
         EfficientDetD2,
@@ -108,6 +133,8 @@ if TYPE_CHECKING:
     )
     from keras_efficient.models.efficientdet import EfficientDetector
     from keras_efficient.models.imagenet import decode_predictions, preprocess_input
+    from keras_efficient.training.api import ClassifierTrainConfig, DetectorTrainConfig, train
+    from keras_efficient.training.run_folder import load_trained_detector
 
 
 def __getattr__(name: str) -> Any:
