@@ -1,19 +1,25 @@
 """TFLite model metadata for the Android Task Library and MediaPipe Tasks: write, read back.
 
-The convention (tflite-support's ``MetadataPopulator``, which the Task Library and MediaPipe read):
+The layout is tflite-support's ``MetadataPopulator``'s, which the Task Library and MediaPipe
+read: a ``ModelMetadata`` flatbuffer (file identifier ``M001``) in a buffer of the model that
+the ``TFLITE_METADATA`` entry of its ``metadata`` points to (an old entry is replaced; others,
+such as ``min_runtime_version``, are kept), and ``labels.txt`` in a zip archive appended after
+the flatbuffer, so that the bytes are both a TFLite model and a zip file. The tree is filled in
+with tflite-support's generated schema classes (``metadata_schema_py_generated``, pure Python),
+exactly as its ``image_classifier`` and ``object_detector`` metadata writers fill it in; the
+tests compare the two field by field wherever those writers can be imported.
 
-* a ``ModelMetadata`` flatbuffer (schema ``metadata_schema.fbs``, file identifier ``M001``) is
-  stored in a new entry of the model's ``buffers``, pointed to by an entry named
-  ``TFLITE_METADATA`` in the model's ``metadata`` vector (an existing entry is replaced; other
-  entries such as ``min_runtime_version`` and ``CONVERSION_METADATA`` are kept);
-* associated files (``labels.txt``) are packed as a ZIP archive appended after the flatbuffer,
-  so the bytes are both a valid TFLite model and a valid zip file.
-
-The metadata tree is built with the object API of tflite-support's generated schema module
-``tensorflow_lite_support.metadata.metadata_schema_py_generated`` (pure Python, imported lazily)
-and packed with ``flatbuffers``; the model itself is read and rewritten with the TFLite schema
-and ``flatbuffer_utils`` of ``ai-edge-litert`` (or TensorFlow's copy). Everything is bytes in,
-bytes out: the caller writes the file (atomically).
+Why not call those writers: tflite-support 0.4.4 (its last release) pins ``protobuf<4``, and
+TensorFlow 2.21 needs ``protobuf>=6.31``, so pip cannot install any tflite-support next to
+TensorFlow 2.21 and a plain ``pip install`` fails; it has to be installed with ``--no-deps``.
+Then ``from tflite_support.metadata_writers import ...`` still fails, because the package's
+``__init__`` imports its Task API, whose protobuf-3 ``_pb2`` modules protobuf 7 refuses. The
+writers import only from ``tensorflow_lite_support.metadata.python.metadata_writers``, and only
+where the system library libusb-1.0 is installed (``_pywrap_metadata_version.so`` and
+``_pywrap_flatbuffers.so``, which the populator needs, link it): a system package a pip user
+does not have. They also take labels as file paths, and give the detector outputs their roles
+by sorting tensor indices, not by the ports of ``TFLite_Detection_PostProcess`` as done here.
+The schema module needs none of that. Bytes in, bytes out: the caller writes the file.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -30,42 +36,19 @@ import numpy as np
 
 TFLITE_METADATA = "TFLITE_METADATA"
 """Name of the model ``metadata`` entry that holds the ModelMetadata flatbuffer."""
-METADATA_FILE_IDENTIFIER = b"M001"
-TFLITE_FILE_IDENTIFIER = b"TFL3"
 LABELS_FILE = "labels.txt"
-
-# Minimum metadata parser version, as data. metadata_schema.fbs marks every member added after
-# 1.0.0 with "Added in: 1.x.y" (and lists them in its History); tflite-support's
-# GetMinimumMetadataParserVersion (metadata/cc/metadata_version.cc, called by MetadataPopulator)
-# starts from 1.0.0 and raises the version to the largest "added in" among the members present
-# (a vector/table field counts as present when it is set, even if empty).
-_BASE_PARSER_VERSION = (1, 0, 0)
-_ADDED_IN: dict[str, tuple[int, int, int]] = {
-    "AssociatedFileType.VOCABULARY": (1, 0, 1),
-    "SubGraphMetadata.input_process_units": (1, 1, 0),
-    "SubGraphMetadata.output_process_units": (1, 1, 0),
-    "ProcessUnitOptions.BertTokenizerOptions": (1, 1, 0),
-    "ProcessUnitOptions.SentencePieceTokenizerOptions": (1, 1, 0),
-    "SubGraphMetadata.input_tensor_groups": (1, 2, 0),
-    "SubGraphMetadata.output_tensor_groups": (1, 2, 0),
-    "ProcessUnitOptions.RegexTokenizerOptions": (1, 2, 1),
-    "ContentProperties.AudioProperties": (1, 3, 0),
-    "AssociatedFileType.SCANN_INDEX_FILE": (1, 4, 0),
-    "AssociatedFile.version": (1, 4, 1),
-    "SubGraphMetadata.custom_metadata": (1, 5, 0),
-}
-
-# Names the Task Library / MediaPipe object detectors look up (object_detector.cc) and that
-# tflite-support's ObjectDetector metadata writer produces.
+# Names and descriptions as tflite-support's writers set them; the Task Library / MediaPipe
+# object detectors look the output names up (object_detector.cc).
 INPUT_NAME = "image"
 CLASSIFIER_OUTPUT_NAME = "probability"
 DETECTOR_OUTPUT_NAMES = ("location", "category", "score", "number of detections")
 DETECTION_GROUP = "detection_result"
-# Boxes are [ymin, xmin, ymax, xmax]: BOUNDARIES (left, top, right, bottom) at index 1, 0, 3, 2.
-_BOX_INDEX = [1, 0, 3, 2]
+_LABELS_DESCRIPTION = "Labels for categories that the model can recognize."
+# Boxes are [ymin, xmin, ymax, xmax]: BOUNDARIES (left, top, right, bottom) at index 1, 0, 3, 2;
 # location / category / score are indexed by detection along dimension 2 (1-based, batch = 1).
+_BOX_INDEX = [1, 0, 3, 2]
 _DETECTION_AXIS = 2
-_DETECTION_POSTPROCESS_OP = "TFLite_Detection_PostProcess"
+_POSTPROCESS_OP = "TFLite_Detection_PostProcess"
 
 _INSTALL_HINT = (
     "Writing and reading TFLite metadata needs the schema module of tflite-support: "
@@ -152,9 +135,6 @@ class _GraphTensor(NamedTuple):
     shape: tuple[int, ...]
 
 
-# --------------------------------------------------------------------------- lazy imports
-
-
 def _metadata_schema() -> Any:
     try:
         from tensorflow_lite_support.metadata import metadata_schema_py_generated
@@ -163,16 +143,7 @@ def _metadata_schema() -> Any:
     return metadata_schema_py_generated
 
 
-def _model_tools() -> tuple[Any, Any]:
-    """``(flatbuffer_utils, schema)`` for the TFLite model flatbuffer."""
-    try:
-        from ai_edge_litert.tools import flatbuffer_utils
-    except ImportError:
-        from tensorflow.lite.tools import flatbuffer_utils
-    return flatbuffer_utils, flatbuffer_utils.schema_fb
-
-
-# --------------------------------------------------------------------------- public API
+# --------------------------------------------------------------------------- writing
 
 
 def write_classifier_metadata(model: bytes, *, labels: Sequence[str], mean: Sequence[float],
@@ -193,32 +164,28 @@ def write_classifier_metadata(model: bytes, *, labels: Sequence[str], mean: Sequ
     """
     fb = _metadata_schema()
     label_bytes = _labels_file(labels)
-    graph_in, graph_out, _ = _graph(model)
+    tree, graph_in, graph_out = _parse(model)
     image = _check_image_input(graph_in, mean, std)
     if len(graph_out) != 1:
         raise ValueError(f"An image classifier needs exactly one output; the model has "
                          f"{len(graph_out)}: {_describe(graph_out)}.")
-    shape = graph_out[0].shape or (_runtime_output_shapes(model) or [()])[0]
-    if graph_out[0].dtype not in ("float32", "uint8"):
+    out = graph_out[0]
+    if out.dtype not in ("float32", "uint8"):
         raise ValueError(f"The classifier output must be float32 or uint8 for the Task Library; "
                          f"the model's is {_describe(graph_out)}.")
+    shape = out.shape or (_runtime_output_shapes(model) or [()])[0]
     if shape and shape[-1] != len(labels):
         raise ValueError(f"{len(labels)} labels for a classifier with {shape[-1]} classes "
-                         f"(output {graph_out[0].name!r} of shape {list(shape)}).")
+                         f"(output {out.name!r} of shape {list(shape)}).")
 
     output = _tensor(fb, CLASSIFIER_OUTPUT_NAME, "Probabilities of the labels respectively.",
-                     fb.ContentProperties.FeatureProperties, fb.FeaturePropertiesT())
-    low, high = (0.0, 255.0) if graph_out[0].dtype == "uint8" else (0.0, 1.0)
-    output.stats = _stats(fb, [low], [high])
-    output.associatedFiles = [_label_file(fb, "Labels for the classes the model recognizes.",
-                                          fb.AssociatedFileType.TENSOR_AXIS_LABELS)]
-    subgraph = fb.SubGraphMetadataT()
-    subgraph.inputTensorMetadata = [
-        _image_tensor(fb, image, mean, std, "Input image to be classified.")]
-    subgraph.outputTensorMetadata = [output]
-    metadata = _model_metadata(fb, subgraph, name=name, description=description,
-                               version=version, author=author, license=license)
-    return _attach(model, metadata, {LABELS_FILE: label_bytes})
+                     fb.FeaturePropertiesT(),
+                     stats=_stats(fb, [0.0], [255.0 if out.dtype == "uint8" else 1.0]),
+                     associatedFiles=[_labels_entry(fb, fb.AssociatedFileType.TENSOR_AXIS_LABELS)])
+    subgraph = _new(fb.SubGraphMetadataT, outputTensorMetadata=[output], inputTensorMetadata=[
+        _image_tensor(fb, image, mean, std, "Input image to be classified.")])
+    return _attach(model, tree, _model_metadata(fb, subgraph, name, description, version,
+                                                author, license), label_bytes)
 
 
 def write_detector_metadata(model: bytes, *, labels: Sequence[str], mean: Sequence[float],
@@ -245,202 +212,128 @@ def write_detector_metadata(model: bytes, *, labels: Sequence[str], mean: Sequen
     """
     fb = _metadata_schema()
     label_bytes = _labels_file(labels)
-    graph_in, graph_out, postprocess = _graph(model)
+    tree, graph_in, graph_out = _parse(model)
     image = _check_image_input(graph_in, mean, std)
-    _check_detector_outputs(model, graph_out, postprocess, len(labels))
+    _check_detector_outputs(model, tree, graph_out, len(labels))
 
-    location = _tensor(fb, DETECTOR_OUTPUT_NAMES[0], "The locations of the detected boxes.",
-                       fb.ContentProperties.BoundingBoxProperties, fb.BoundingBoxPropertiesT())
-    location.content.contentProperties.index = list(_BOX_INDEX)
-    location.content.contentProperties.type = fb.BoundingBoxType.BOUNDARIES
-    location.content.contentProperties.coordinateType = fb.CoordinateType.RATIO
-    category = _tensor(fb, DETECTOR_OUTPUT_NAMES[1], "The categories of the detected boxes.",
-                       fb.ContentProperties.FeatureProperties, fb.FeaturePropertiesT())
-    category.associatedFiles = [_label_file(fb, "Labels for the objects the model detects.",
-                                            fb.AssociatedFileType.TENSOR_VALUE_LABELS)]
-    score = _tensor(fb, DETECTOR_OUTPUT_NAMES[2], "The scores of the detected boxes.",
-                    fb.ContentProperties.FeatureProperties, fb.FeaturePropertiesT())
-    for tensor in (location, category, score):
-        tensor.content.range = fb.ValueRangeT()
-        tensor.content.range.min = tensor.content.range.max = _DETECTION_AXIS
-    count = _tensor(fb, DETECTOR_OUTPUT_NAMES[3], "The number of the detected boxes.",
-                    fb.ContentProperties.FeatureProperties, fb.FeaturePropertiesT())
-    group = fb.TensorGroupT()
-    group.name = DETECTION_GROUP
-    group.tensorNames = list(DETECTOR_OUTPUT_NAMES[:3])
-
-    subgraph = fb.SubGraphMetadataT()
-    subgraph.inputTensorMetadata = [
-        _image_tensor(fb, image, mean, std, "Input image to be detected.")]
-    subgraph.outputTensorMetadata = [location, category, score, count]
-    subgraph.outputTensorGroups = [group]
-    metadata = _model_metadata(fb, subgraph, name=name, description=description,
-                               version=version, author=author, license=license)
-    return _attach(model, metadata, {LABELS_FILE: label_bytes})
+    box = _new(fb.BoundingBoxPropertiesT, index=list(_BOX_INDEX),
+               type=fb.BoundingBoxType.BOUNDARIES, coordinateType=fb.CoordinateType.RATIO)
+    outputs = [
+        _tensor(fb, DETECTOR_OUTPUT_NAMES[0], "The locations of the detected boxes.", box),
+        _tensor(fb, DETECTOR_OUTPUT_NAMES[1], "The categories of the detected boxes.",
+                fb.FeaturePropertiesT(), associatedFiles=[
+                    _labels_entry(fb, fb.AssociatedFileType.TENSOR_VALUE_LABELS)]),
+        _tensor(fb, DETECTOR_OUTPUT_NAMES[2], "The scores of the detected boxes.",
+                fb.FeaturePropertiesT()),
+        _tensor(fb, DETECTOR_OUTPUT_NAMES[3], "The number of the detected boxes.",
+                fb.FeaturePropertiesT())]
+    for tensor in outputs[:3]:
+        tensor.content.range = _new(fb.ValueRangeT, min=_DETECTION_AXIS, max=_DETECTION_AXIS)
+    subgraph = _new(
+        fb.SubGraphMetadataT, outputTensorMetadata=outputs,
+        inputTensorMetadata=[_image_tensor(fb, image, mean, std, "Input image to be detected.")],
+        outputTensorGroups=[_new(fb.TensorGroupT, name=DETECTION_GROUP,
+                                 tensorNames=list(DETECTOR_OUTPUT_NAMES[:3]))])
+    return _attach(model, tree, _model_metadata(fb, subgraph, name, description, version,
+                                                author, license), label_bytes)
 
 
-def read_metadata(model: bytes | bytearray | str | os.PathLike[str]) -> ModelInfo:
-    """The Task Library metadata of a model (bytes or a path), its packed files and labels.
-
-    Example::
-
-        read_metadata("export/demo/model_int8.tflite").labels  # ("circle", "square", ...)
-    """
-    data = Path(model).read_bytes() if isinstance(model, str | os.PathLike) else bytes(model)
-    fb = _metadata_schema()
-    buffer = _metadata_buffer(data)
-    if buffer is None:
-        raise MissingMetadataError(
-            f"The model has no {TFLITE_METADATA} entry (no Task Library metadata); write it "
-            "with write_classifier_metadata or write_detector_metadata.")
-    if not fb.ModelMetadata.ModelMetadataBufferHasIdentifier(buffer, 0):
-        raise ValueError(f"The {TFLITE_METADATA} buffer is not a ModelMetadata flatbuffer "
-                         f"(file identifier {buffer[4:8]!r}, expected "
-                         f"{METADATA_FILE_IDENTIFIER!r}).")
-    metadata = fb.ModelMetadataT.InitFromObj(fb.ModelMetadata.GetRootAs(buffer, 0))
-    graph_in, graph_out, _ = _graph(data)
-    packed = _packed_files(data)
-    subgraph = metadata.subgraphMetadata[0] if metadata.subgraphMetadata else None
-    inputs_md = (subgraph.inputTensorMetadata if subgraph else None) or []
-    outputs_md = (subgraph.outputTensorMetadata if subgraph else None) or []
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
-    for unit in (inputs_md[0].processUnits if inputs_md else None) or []:
-        if unit.optionsType == fb.ProcessUnitOptions.NormalizationOptions:
-            mean = tuple(float(v) for v in unit.options.mean) \
-                if unit.options.mean is not None else ()
-            std = tuple(float(v) for v in unit.options.std) \
-                if unit.options.std is not None else ()
-    groups = {_text(group.name): tuple(_text(n) for n in group.tensorNames or ())
-              for group in (subgraph.outputTensorGroups if subgraph else None) or []}
-    return ModelInfo(
-        name=_text(metadata.name), description=_text(metadata.description),
-        version=_text(metadata.version), author=_text(metadata.author),
-        license=_text(metadata.license), min_parser_version=_text(metadata.minParserVersion),
-        inputs=_tensor_infos(fb, inputs_md, graph_in),
-        outputs=_tensor_infos(fb, outputs_md, graph_out),
-        mean=mean, std=std, output_groups=groups,
-        associated_files=tuple(_text(f.name) for f in _all_files(metadata)),
-        packed_files=tuple(packed),
-        labels=_read_labels(fb, data, outputs_md, packed),
-        raw=_to_dict(metadata))
+def _new(table: type, **fields: Any) -> Any:
+    """An object-API table of the schema with ``fields`` set (``Pack`` ignores unknown names,
+    so they are refused here)."""
+    instance = table()
+    unknown = set(fields) - set(vars(instance))
+    if unknown:
+        raise AttributeError(f"{table.__name__} has no field(s) {sorted(unknown)}.")
+    vars(instance).update(fields)
+    return instance
 
 
-# --------------------------------------------------------------------------- metadata tree
-
-
-def _model_metadata(fb: Any, subgraph: Any, *, name: str, description: str, version: str,
-                    author: str, license: str) -> Any:
-    if not name:
-        raise ValueError("The metadata needs a model name.")
-    metadata = fb.ModelMetadataT()
-    metadata.name = name
-    metadata.description = description or None
-    metadata.version = version or None
-    metadata.author = author or None
-    metadata.license = license or None
-    metadata.subgraphMetadata = [subgraph]
-    return metadata
-
-
-def _tensor(fb: Any, name: str, description: str, content_type: int, properties: Any) -> Any:
-    tensor = fb.TensorMetadataT()
-    tensor.name = name
-    tensor.description = description
-    tensor.content = fb.ContentT()
-    tensor.content.contentPropertiesType = content_type
-    tensor.content.contentProperties = properties
-    return tensor
+def _tensor(fb: Any, name: str, description: str, properties: Any, **fields: Any) -> Any:
+    # FeaturePropertiesT -> ContentProperties.FeatureProperties, etc.
+    kind = getattr(fb.ContentProperties, type(properties).__name__.removesuffix("T"))
+    content = _new(fb.ContentT, contentPropertiesType=kind, contentProperties=properties)
+    return _new(fb.TensorMetadataT, name=name, description=description, content=content,
+                **fields)
 
 
 def _stats(fb: Any, low: Sequence[float], high: Sequence[float]) -> Any:
-    stats = fb.StatsT()
-    stats.min = [float(v) for v in low]
-    stats.max = [float(v) for v in high]
-    return stats
+    return _new(fb.StatsT, min=[float(v) for v in low], max=[float(v) for v in high])
 
 
-def _label_file(fb: Any, description: str, file_type: int) -> Any:
-    entry = fb.AssociatedFileT()
-    entry.name = LABELS_FILE
-    entry.description = description
-    entry.type = file_type
-    return entry
+def _labels_entry(fb: Any, file_type: int) -> Any:
+    return _new(fb.AssociatedFileT, name=LABELS_FILE, description=_LABELS_DESCRIPTION,
+                type=file_type)
 
 
 def _image_tensor(fb: Any, image: _GraphTensor, mean: Sequence[float], std: Sequence[float],
                   description: str) -> Any:
-    properties = fb.ImagePropertiesT()
-    properties.colorSpace = fb.ColorSpaceType.RGB
-    tensor = _tensor(fb, INPUT_NAME, description, fb.ContentProperties.ImageProperties,
-                     properties)
-    unit = fb.ProcessUnitT()
-    unit.optionsType = fb.ProcessUnitOptions.NormalizationOptions
-    unit.options = fb.NormalizationOptionsT()
-    unit.options.mean = [float(v) for v in mean]
-    unit.options.std = [float(v) for v in std]
-    tensor.processUnits = [unit]
+    normalization = _new(fb.ProcessUnitT, optionsType=fb.ProcessUnitOptions.NormalizationOptions,
+                         options=_new(fb.NormalizationOptionsT, mean=[float(v) for v in mean],
+                                      std=[float(v) for v in std]))
     # Stats describe the values the tensor holds: raw pixels for uint8; for float32, pixels
-    # 0..255 after (pixel - mean) / std, per channel (as tflite-support's writers do).
-    if image.dtype == "uint8":
-        tensor.stats = _stats(fb, [0.0], [255.0])
+    # 0..255 after (pixel - mean) / std, per channel.
+    pairs = list(zip(mean, std, strict=True))
+    stats = (_stats(fb, [0.0], [255.0]) if image.dtype == "uint8" else
+             _stats(fb, [-m / s for m, s in pairs], [(255.0 - m) / s for m, s in pairs]))
+    return _tensor(fb, INPUT_NAME, description,
+                   _new(fb.ImagePropertiesT, colorSpace=fb.ColorSpaceType.RGB),
+                   processUnits=[normalization], stats=stats)
+
+
+def _model_metadata(fb: Any, subgraph: Any, name: str, description: str, version: str,
+                    author: str, license: str) -> Any:
+    if not name:
+        raise ValueError("The metadata needs a model name.")
+    # The lowest parser that reads every member set: all are in metadata 1.0.0 except
+    # output_tensor_groups, added in 1.2.0 (tflite-support's populator computes the same).
+    return _new(fb.ModelMetadataT, name=name, description=description or None,
+                version=version or None, author=author or None, license=license or None,
+                subgraphMetadata=[subgraph],
+                minParserVersion="1.2.0" if subgraph.outputTensorGroups else "1.0.0")
+
+
+def _attach(model: bytes, tree: Any, metadata: Any, labels: bytes) -> bytes:
+    """``model`` (parsed as ``tree``) with ``metadata`` as its TFLITE_METADATA and ``labels``
+    packed as ``labels.txt`` in a zip appended after the flatbuffer."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    builder = _aligned_builder()
+    builder.Finish(metadata.Pack(builder), file_identifier=b"M001")
+    buffer = _new(schema.BufferT, data=np.frombuffer(bytes(builder.Output()), dtype=np.uint8))
+    # Re-serializing drops the zip of an old entry: its files belonged to the metadata replaced.
+    tree.buffers = list(tree.buffers or [])
+    old = [entry for entry in tree.metadata or [] if _text(entry.name) == TFLITE_METADATA]
+    tree.metadata = [entry for entry in tree.metadata or [] if entry not in old[1:]]
+    if old:
+        tree.buffers[old[0].buffer] = buffer
     else:
-        tensor.stats = _stats(fb, [(0.0 - m) / s for m, s in zip(mean, std, strict=True)],
-                              [(255.0 - m) / s for m, s in zip(mean, std, strict=True)])
-    return tensor
+        tree.metadata.append(_new(schema.MetadataT, name=TFLITE_METADATA,
+                                  buffer=len(tree.buffers)))
+        tree.buffers.append(buffer)
+    builder = _aligned_builder()
+    builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
+    stream = io.BytesIO(bytes(builder.Output()))
+    stream.seek(0, io.SEEK_END)
+    # A new archive after the flatbuffer, as zipfile's append mode writes one on a non-zip file
+    # (the populator's layout); "w" at the end never mistakes model bytes for a zip.
+    with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr(LABELS_FILE, labels)
+    return stream.getvalue()
 
 
-def min_parser_version(metadata: Any) -> str:
-    """The lowest metadata parser version that understands every member ``metadata`` uses.
+def _aligned_builder() -> Any:
+    """A ``flatbuffers.Builder`` whose byte vectors (buffer data) start on 16 bytes, as the
+    converter writes them (``force_align: 16`` in the TFLite schema)."""
+    import flatbuffers
 
-    Example::
+    class AlignedBuilder(flatbuffers.Builder):
+        def StartVector(self, elemSize: int, numElems: int,  # noqa: N803
+                        alignment: int = 1) -> int:
+            return int(super().StartVector(elemSize, numElems,
+                                           max(alignment, 16) if elemSize == 1 else alignment))
 
-        min_parser_version(tree)  # "1.2.0" for a ModelMetadataT with output tensor groups
-        read_metadata(payload).min_parser_version  # the version written into a model
-    """
-    used = _members_used(metadata, _metadata_schema())
-    return ".".join(str(v) for v in max([_BASE_PARSER_VERSION, *(_ADDED_IN[m] for m in used)]))
-
-
-def _members_used(metadata: Any, fb: Any) -> set[str]:
-    used: set[str] = set()
-    file_types = {fb.AssociatedFileType.VOCABULARY: "AssociatedFileType.VOCABULARY",
-                  fb.AssociatedFileType.SCANN_INDEX_FILE: "AssociatedFileType.SCANN_INDEX_FILE"}
-    unit_types = {getattr(fb.ProcessUnitOptions, option): f"ProcessUnitOptions.{option}"
-                  for option in ("BertTokenizerOptions", "SentencePieceTokenizerOptions",
-                                 "RegexTokenizerOptions")}
-
-    def files(entries: Iterable[Any] | None) -> None:
-        for entry in entries or ():
-            if entry.type in file_types:
-                used.add(file_types[entry.type])
-            if entry.version is not None:
-                used.add("AssociatedFile.version")
-
-    def units(entries: Iterable[Any] | None) -> None:
-        used.update(unit_types[u.optionsType] for u in entries or () if u.optionsType in
-                    unit_types)
-
-    files(metadata.associatedFiles)
-    for subgraph in metadata.subgraphMetadata or ():
-        for tensor in [*(subgraph.inputTensorMetadata or ()),
-                       *(subgraph.outputTensorMetadata or ())]:
-            files(tensor.associatedFiles)
-            units(tensor.processUnits)
-            if (tensor.content is not None and tensor.content.contentPropertiesType
-                    == fb.ContentProperties.AudioProperties):
-                used.add("ContentProperties.AudioProperties")
-        files(subgraph.associatedFiles)
-        units(subgraph.inputProcessUnits)
-        units(subgraph.outputProcessUnits)
-        for attribute, member in (("inputProcessUnits", "input_process_units"),
-                                  ("outputProcessUnits", "output_process_units"),
-                                  ("inputTensorGroups", "input_tensor_groups"),
-                                  ("outputTensorGroups", "output_tensor_groups"),
-                                  ("customMetadata", "custom_metadata")):
-            if getattr(subgraph, attribute) is not None:
-                used.add(f"SubGraphMetadata.{member}")
-    return used
+    return AlignedBuilder(1024)
 
 
 # --------------------------------------------------------------------------- checks
@@ -449,7 +342,6 @@ def _members_used(metadata: Any, fb: Any) -> set[str]:
 def _labels_file(labels: Sequence[str]) -> bytes:
     if isinstance(labels, str | bytes):
         raise TypeError("labels must be a sequence of class names, not a single string.")
-    labels = list(labels)
     if not labels:
         raise ValueError("labels is empty: the metadata needs one label per class.")
     for index, label in enumerate(labels):
@@ -482,27 +374,29 @@ def _check_image_input(graph_in: Sequence[_GraphTensor], mean: Sequence[float],
     return image
 
 
-def _check_detector_outputs(model: bytes, graph_out: Sequence[_GraphTensor],
-                            postprocess: tuple[list[int], dict[str, Any]] | None,
+def _check_detector_outputs(model: bytes, tree: Any, graph_out: Sequence[_GraphTensor],
                             num_labels: int) -> None:
     expected = "boxes [1, D, 4], classes [1, D], scores [1, D], count [1]"
     if len(graph_out) != 4:
         raise ValueError(f"An object detector needs 4 outputs ({expected}); the model has "
                          f"{len(graph_out)}: {_describe(graph_out)}.")
-    if postprocess is not None:
-        ports, options = postprocess
-        order = [ports.index(t.tensor_index) if t.tensor_index in ports else None
-                 for t in graph_out]
-        if order != [0, 1, 2, 3]:
-            roles = ["boxes", "classes", "scores", "count"]
-            got = ", ".join(f"{t.name!r} = {roles[p] if p is not None else 'not from the op'}"
-                            for t, p in zip(graph_out, order, strict=True))
-            raise ValueError(f"The outputs must be the {_DETECTION_POSTPROCESS_OP} outputs in "
-                             f"the order {expected}; the model's are: {got}.")
-        num_classes = options.get("num_classes")
+    graph = tree.subgraphs[0]
+    op = next((op for op in graph.operators or []
+               if _text(tree.operatorCodes[op.opcodeIndex].customCode) == _POSTPROCESS_OP
+               and {t.tensor_index for t in graph_out} & set(op.outputs or [])), None)
+    if op is not None:
+        ports = list(op.outputs)
+        indices = [t.tensor_index for t in graph_out]
+        if indices != ports[:4]:
+            roles = dict(zip(ports, ["boxes", "classes", "scores", "count"], strict=False))
+            got = ", ".join(f"{t.name!r} = {roles.get(i, 'not from the op')}"
+                            for t, i in zip(graph_out, indices, strict=True))
+            raise ValueError(f"The outputs must be the {_POSTPROCESS_OP} outputs in the order "
+                             f"{expected}; the model's are: {got}.")
+        num_classes = _custom_options(op).get("num_classes")
         if isinstance(num_classes, int) and num_classes != num_labels:
             raise ValueError(f"{num_labels} labels for a detector with {num_classes} classes "
-                             f"({_DETECTION_POSTPROCESS_OP} num_classes).")
+                             f"({_POSTPROCESS_OP} num_classes).")
     else:
         shapes = [t.shape for t in graph_out]
         if not all(shapes):
@@ -516,6 +410,16 @@ def _check_detector_outputs(model: bytes, graph_out: Sequence[_GraphTensor],
                          f"model's are {_describe(graph_out)}.")
 
 
+def _custom_options(op: Any) -> dict[str, Any]:
+    try:
+        from flatbuffers import flexbuffers
+
+        options = flexbuffers.Loads(bytes(op.customOptions))
+    except Exception:  # options we cannot decode only skip the label-count check
+        return {}
+    return options if isinstance(options, dict) else {}
+
+
 def _describe(tensors: Sequence[_GraphTensor],
               shapes: Sequence[tuple[int, ...]] | None = None) -> str:
     shapes = shapes if shapes is not None else [t.shape for t in tensors]
@@ -523,67 +427,11 @@ def _describe(tensors: Sequence[_GraphTensor],
                      for t, s in zip(tensors, shapes, strict=True))
 
 
-# --------------------------------------------------------------------------- model flatbuffer
-
-
-def _graph(data: bytes) -> tuple[list[_GraphTensor], list[_GraphTensor],
-                                 tuple[list[int], dict[str, Any]] | None]:
-    """Inputs and outputs of subgraph 0, and the output ports and options of a
-    ``TFLite_Detection_PostProcess`` op producing any output."""
-    _, schema = _model_tools()
-    if not schema.Model.ModelBufferHasIdentifier(data, 0):
-        raise ValueError(f"Not a TFLite model (file identifier {bytes(data[4:8])!r}, expected "
-                         f"{TFLITE_FILE_IDENTIFIER!r}).")
-    model = schema.Model.GetRootAs(data, 0)
-    if model.SubgraphsLength() < 1:
-        raise ValueError("The TFLite model has no subgraph.")
-    subgraph = model.Subgraphs(0)
-    type_names = {value: key.lower() for key, value in vars(schema.TensorType).items()
-                  if not key.startswith("_")}
-
-    def tensor(index: int) -> _GraphTensor:
-        t = subgraph.Tensors(index)
-        return _GraphTensor(index, _text(t.Name()), type_names.get(t.Type(), str(t.Type())),
-                            tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ())
-
-    inputs = [tensor(int(i)) for i in subgraph.InputsAsNumpy()] if subgraph.InputsLength() \
-        else []
-    outputs = [tensor(int(i)) for i in subgraph.OutputsAsNumpy()] \
-        if subgraph.OutputsLength() else []
-    wanted = {t.tensor_index for t in outputs}
-    postprocess = None
-    for position in range(subgraph.OperatorsLength()):
-        op = subgraph.Operators(position)
-        ports = [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
-        if not wanted & set(ports):
-            continue
-        code = model.OperatorCodes(op.OpcodeIndex())
-        if _text(code.CustomCode()) == _DETECTION_POSTPROCESS_OP:
-            postprocess = (ports, _custom_options(op))
-    return inputs, outputs, postprocess
-
-
-def _custom_options(op: Any) -> dict[str, Any]:
-    if not op.CustomOptionsLength():
-        return {}
-    try:
-        from flatbuffers import flexbuffers
-
-        options = flexbuffers.Loads(op.CustomOptionsAsNumpy().tobytes())
-    except Exception:  # options we cannot decode only skip the label-count check
-        return {}
-    return options if isinstance(options, dict) else {}
-
-
 def _runtime_output_shapes(model: bytes) -> list[tuple[int, ...]] | None:
     """Output shapes after ``allocate_tensors`` (ops such as TFLite_Detection_PostProcess
     leave them out of the flatbuffer); ``None`` when the model cannot be loaded here."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
 
-        Interpreter = tf.lite.Interpreter  # noqa: N806
     try:
         interpreter = Interpreter(model_content=bytes(model))
         interpreter.allocate_tensors()
@@ -592,114 +440,96 @@ def _runtime_output_shapes(model: bytes) -> list[tuple[int, ...]] | None:
     return [tuple(int(d) for d in o["shape"]) for o in interpreter.get_output_details()]
 
 
-def _metadata_buffer(data: bytes) -> bytes | None:
-    _, schema = _model_tools()
-    if not schema.Model.ModelBufferHasIdentifier(data, 0):
-        raise ValueError(f"Not a TFLite model (file identifier {bytes(data[4:8])!r}, expected "
-                         f"{TFLITE_FILE_IDENTIFIER!r}).")
-    model = schema.Model.GetRootAs(data, 0)
-    for position in range(model.MetadataLength()):
-        entry = model.Metadata(position)
-        if _text(entry.Name()) != TFLITE_METADATA:
-            continue
-        buffer = model.Buffers(entry.Buffer())
-        if buffer.Offset() > 1:  # data stored outside the flatbuffer (large models)
-            return bytes(data[buffer.Offset(): buffer.Offset() + buffer.Size()])
-        return buffer.DataAsNumpy().tobytes() if buffer.DataLength() else b""
-    return None
-
-
-def _aligned_builder() -> Any:
-    """A ``flatbuffers.Builder`` whose byte vectors (buffer data) start on 16 bytes, as the
-    converter writes them (``force_align: 16`` in the TFLite schema)."""
-    import flatbuffers
-
-    class AlignedBuilder(flatbuffers.Builder):
-        def StartVector(self, elemSize: int, numElems: int,  # noqa: N803
-                        alignment: int = 1) -> int:
-            return int(super().StartVector(elemSize, numElems,
-                                           max(alignment, 16) if elemSize == 1 else alignment))
-
-    return AlignedBuilder(1024)
-
-
-def _attach(model: bytes, metadata: Any, files: Mapping[str, bytes]) -> bytes:
-    """``model`` with ``metadata`` as its TFLITE_METADATA and ``files`` appended as a zip."""
-    fb = _metadata_schema()
-    flatbuffer_utils, schema = _model_tools()
-    metadata.minParserVersion = min_parser_version(metadata)
-    builder = _aligned_builder()
-    builder.Finish(metadata.Pack(builder), file_identifier=METADATA_FILE_IDENTIFIER)
-    metadata_bytes = bytes(builder.Output())
-    if not fb.ModelMetadata.ModelMetadataBufferHasIdentifier(metadata_bytes, 0):
-        raise AssertionError("The packed ModelMetadata lacks its M001 file identifier.")
-
-    # Re-serializing the model drops any zip appended after the old flatbuffer: the files it
-    # held belonged to the metadata being replaced.
-    tree = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(metadata_bytes, dtype=np.uint8)
-    tree.buffers = list(tree.buffers or [])
-    tree.metadata = list(tree.metadata or [])
-    entries = [m for m in tree.metadata if _text(m.name) == TFLITE_METADATA]
-    if entries:
-        tree.buffers[entries[0].buffer] = buffer
-        for extra in entries[1:]:
-            tree.metadata.remove(extra)
-    else:
-        entry = schema.MetadataT()
-        entry.name = TFLITE_METADATA
-        entry.buffer = len(tree.buffers)
-        tree.buffers.append(buffer)
-        tree.metadata.append(entry)
-    builder = _aligned_builder()
-    builder.Finish(tree.Pack(builder), file_identifier=TFLITE_FILE_IDENTIFIER)
-
-    stream = io.BytesIO(bytes(builder.Output()))
-    stream.seek(0, io.SEEK_END)
-    # A new archive after the flatbuffer, as zipfile's append mode writes it on a non-zip file
-    # (MetadataPopulator's layout); "w" at the end never mistakes model bytes for a zip.
-    with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED) as archive:
-        for file_name, payload in files.items():
-            archive.writestr(file_name, payload)
-    return stream.getvalue()
-
-
 # --------------------------------------------------------------------------- reading
 
 
-def _packed_files(data: bytes) -> list[str]:
+def _parse(data: bytes) -> tuple[Any, list[_GraphTensor], list[_GraphTensor]]:
+    """The model's object-API tree and the inputs and outputs of subgraph 0."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    if bytes(data[4:8]) != b"TFL3":
+        raise ValueError(f"Not a TFLite model (file identifier {bytes(data[4:8])!r}, expected "
+                         "b'TFL3').")
+    tree = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    if not tree.subgraphs:
+        raise ValueError("The TFLite model has no subgraph.")
+    graph = tree.subgraphs[0]
+    types = {value: key.lower() for key, value in vars(flatbuffer_utils.schema_fb.TensorType)
+             .items() if not key.startswith("_")}
+
+    def tensors(indices: Any) -> list[_GraphTensor]:
+        found = [(int(i), graph.tensors[i]) for i in indices or []]
+        return [_GraphTensor(i, _text(t.name), types.get(t.type, str(t.type)),
+                             tuple(int(d) for d in t.shape) if t.shape is not None else ())
+                for i, t in found]
+
+    return tree, tensors(graph.inputs), tensors(graph.outputs)
+
+
+def read_metadata(model: bytes | bytearray | str | os.PathLike[str]) -> ModelInfo:
+    """The Task Library metadata of a model (bytes or a path), its packed files and labels.
+
+    Example::
+
+        read_metadata("export/demo/model_int8.tflite").labels  # ("circle", "square", ...)
+    """
+    data = Path(model).read_bytes() if isinstance(model, str | os.PathLike) else bytes(model)
+    fb = _metadata_schema()
+    tree, graph_in, graph_out = _parse(data)
+    entry = next((m for m in tree.metadata or [] if _text(m.name) == TFLITE_METADATA), None)
+    if entry is None:
+        raise MissingMetadataError(
+            f"The model has no {TFLITE_METADATA} entry (no Task Library metadata); write it "
+            "with write_classifier_metadata or write_detector_metadata.")
+    content = tree.buffers[entry.buffer].data
+    buffer = bytes(content) if content is not None else b""
+    if not fb.ModelMetadata.ModelMetadataBufferHasIdentifier(buffer, 0):
+        raise ValueError(f"The {TFLITE_METADATA} buffer is not a ModelMetadata flatbuffer "
+                         f"(file identifier {buffer[4:8]!r}, expected b'M001').")
+    metadata = fb.ModelMetadataT.InitFromObj(fb.ModelMetadata.GetRootAs(buffer, 0))
+    subgraph = (metadata.subgraphMetadata or [fb.SubGraphMetadataT()])[0]
+    inputs_md = subgraph.inputTensorMetadata or []
+    outputs_md = subgraph.outputTensorMetadata or []
+    norm = next((unit.options for md in inputs_md[:1] for unit in md.processUnits or []
+                 if unit.optionsType == fb.ProcessUnitOptions.NormalizationOptions), None)
+    files = [*(metadata.associatedFiles or []), *(subgraph.associatedFiles or []),
+             *(f for md in [*inputs_md, *outputs_md] for f in md.associatedFiles or [])]
+    packed = _packed(data)
+    return ModelInfo(
+        name=_text(metadata.name), description=_text(metadata.description),
+        version=_text(metadata.version), author=_text(metadata.author),
+        license=_text(metadata.license), min_parser_version=_text(metadata.minParserVersion),
+        inputs=_tensor_infos(fb, inputs_md, graph_in),
+        outputs=_tensor_infos(fb, outputs_md, graph_out),
+        mean=tuple(float(v) for v in norm.mean) if norm and norm.mean is not None else (),
+        std=tuple(float(v) for v in norm.std) if norm and norm.std is not None else (),
+        output_groups={_text(group.name): tuple(_text(n) for n in group.tensorNames or ())
+                       for group in subgraph.outputTensorGroups or []},
+        associated_files=tuple(_text(f.name) for f in files),
+        packed_files=tuple(packed), labels=_read_labels(fb, outputs_md, packed),
+        raw=_to_dict(metadata))
+
+
+def _packed(data: bytes) -> dict[str, bytes]:
+    """The files of the zip appended to the model, by name."""
     stream = io.BytesIO(data)
     if not zipfile.is_zipfile(stream):
-        return []
+        return {}
     with zipfile.ZipFile(stream) as archive:
-        return archive.namelist()
+        return {name: archive.read(name) for name in archive.namelist()}
 
 
-def _all_files(metadata: Any) -> list[Any]:
-    found = list(metadata.associatedFiles or [])
-    for subgraph in metadata.subgraphMetadata or ():
-        found += subgraph.associatedFiles or []
-        for tensor in [*(subgraph.inputTensorMetadata or ()),
-                       *(subgraph.outputTensorMetadata or ())]:
-            found += tensor.associatedFiles or []
-    return found
-
-
-def _read_labels(fb: Any, data: bytes, outputs_md: Sequence[Any],
-                 packed: Sequence[str]) -> tuple[str, ...]:
+def _read_labels(fb: Any, outputs_md: Sequence[Any],
+                 packed: Mapping[str, bytes]) -> tuple[str, ...]:
     label_types = (fb.AssociatedFileType.TENSOR_AXIS_LABELS,
                    fb.AssociatedFileType.TENSOR_VALUE_LABELS)
-    names = [_text(f.name) for tensor in outputs_md for f in tensor.associatedFiles or ()
+    names = [_text(f.name) for md in outputs_md for f in md.associatedFiles or ()
              if f.type in label_types and not f.locale]
-    name = next((n for n in names if n in packed), LABELS_FILE if LABELS_FILE in packed else "")
-    if not name:
+    name = next((n for n in [*names, LABELS_FILE] if n in packed), None)
+    if name is None:
         return ()
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        lines = archive.read(name).decode("utf-8").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return tuple(lines)
+    lines = packed[name].decode("utf-8").split("\n")
+    return tuple(lines[:-1] if lines[-1] == "" else lines)
 
 
 def _tensor_infos(fb: Any, entries: Sequence[Any],
@@ -728,9 +558,7 @@ def _to_dict(value: Any) -> Any:
     """The object-API tree as plain dicts/lists/str/numbers (unset fields left out)."""
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, list | tuple):
+    if isinstance(value, np.ndarray | list | tuple):
         return [_to_dict(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()

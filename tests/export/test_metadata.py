@@ -2,6 +2,7 @@
 
 import io
 import sys
+import warnings
 import zipfile
 
 import numpy as np
@@ -22,9 +23,6 @@ from keras_efficient.export.metadata import (
     write_detector_metadata,
 )
 
-pytestmark = pytest.mark.filterwarnings(  # int8 conversion from a concrete function
-    "ignore:Statistics for quantized inputs:UserWarning")
-
 LABELS = ["cat", "dog", "bird"]
 MEAN, STD = [127.5, 127.5, 127.5], [127.5, 127.5, 127.5]
 D = 5  # detections
@@ -35,7 +33,9 @@ def _convert(function, configure=None) -> bytes:
         [function.get_concrete_function()], function)
     if configure is not None:
         configure(converter)
-    return bytes(converter.convert())
+    with warnings.catch_warnings():  # int8 conversion from a concrete function
+        warnings.filterwarnings("ignore", "Statistics for quantized inputs", UserWarning)
+        return bytes(converter.convert())
 
 
 @pytest.fixture(scope="module")
@@ -274,3 +274,48 @@ def test_detector_output_errors(classifiers, postprocess_detector):
     assert read_metadata(model).output_roles == DETECTOR_OUTPUT_NAMES
     for before, after in zip(_run(ordered), _run(model), strict=True):
         np.testing.assert_array_equal(before, after)
+
+
+def _library_writer(name: str):
+    """tflite-support's own metadata writer module ``name``, or a skip: it imports only from
+    the inner package (``tflite_support/__init__`` imports protobuf-3 code that protobuf 7
+    refuses) and only where the system library libusb-1.0 is installed (its pybind modules
+    link it), which CI does not install."""
+    return pytest.importorskip(
+        f"tensorflow_lite_support.metadata.python.metadata_writers.{name}", exc_type=ImportError)
+
+
+def _without_empty(value):
+    """The library packs empty Stats tables where we leave the field unset."""
+    if isinstance(value, dict):
+        return {k: _without_empty(v) for k, v in value.items() if v != {}}
+    if isinstance(value, list):
+        return [_without_empty(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("kind", ["float32", "uint8", "detector"])
+def test_same_metadata_as_tflite_supports_writers(classifiers, postprocess_detector, kind,
+                                                  tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(LABELS) + "\n")
+    if kind == "detector":
+        library = _library_writer("object_detector")
+        model, ours_writer = _in_port_order(postprocess_detector), write_detector_metadata
+        description = library._MODEL_DESCRIPTION
+    else:
+        library = _library_writer("image_classifier")
+        model, ours_writer = classifiers[kind], write_classifier_metadata
+        description = library.MODEL_DESCRIPTION
+    theirs = bytes(library.MetadataWriter.create_for_inference(
+        model, MEAN, STD, [str(labels)]).populate())
+    ours = ours_writer(model, labels=LABELS, mean=MEAN, std=STD, name=library._MODEL_NAME,
+                       description=description, author="", license="")
+    mine, reference = read_metadata(ours), read_metadata(theirs)
+    # Every field of the tree, the minimum parser version the populator computes, the roles
+    # in the model's output order, the packed labels file byte for byte.
+    assert _without_empty(mine.raw) == _without_empty(reference.raw)
+    assert mine == reference
+    for payload in (ours, theirs):
+        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+            assert archive.read("labels.txt") == labels.read_bytes()
