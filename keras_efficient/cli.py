@@ -59,10 +59,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
         args = build_parser().parse_args(['summary', 'lite0'])
         cmd_summary(args)
     """
+    from keras_efficient.configs.names import is_detector
     from keras_efficient.models import get_model
     from keras_efficient.models.profile import count_macs
 
-    detector = args.name.lower().replace("_", "-").startswith("efficientdet")
+    detector = is_detector(args.name)
     if detector and args.no_top:
         raise ValueError("--no-top applies to classifiers; a detector has no classifier top.")
     model = get_model(args.name, weights=None, **({} if detector else

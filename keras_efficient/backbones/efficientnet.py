@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keras_efficient.configs.efficientnet import (
-    FEATURE_LEVEL_STAGES,
-    EfficientNetScaling,
-    expand_blocks,
-)
+from keras_efficient.configs.efficientnet import EfficientNetScaling, expand_blocks
 from keras_efficient.layers.mbconv import conv_bn_act, mbconv_block, resolve_data_format
 
 
@@ -18,9 +14,11 @@ def efficientnet_body(x: Any, scaling: EfficientNetScaling, *, include_head: boo
     """Apply the EfficientNet body to a preprocessed image tensor.
 
     Returns the last tensor (``top_activation`` when ``include_head``, else the last block) and
-    the multi-scale features ``{"P1": ..., "P5": ...}``: the output of the last block of stages
-    1, 2, 3, 5 and 7 (strides 2 to 32). ``data_format`` is "channels_last" or "channels_first"
-    (None: ``keras.config.image_data_format()`` now); every layer stores it.
+    the multi-scale features ``{"P1": ..., "P5": ...}``: the output of each block whose
+    ``feature_level`` is set (the last block of stages 1, 2, 3, 5 and 7, strides 2 to 32; see
+    :func:`~keras_efficient.configs.efficientnet.expand_blocks`). ``data_format`` is
+    "channels_last" or "channels_first" (None: ``keras.config.image_data_format()`` now); every
+    layer stores it.
 
     Example::
 
@@ -34,14 +32,11 @@ def efficientnet_body(x: Any, scaling: EfficientNetScaling, *, include_head: boo
     activation = scaling.activation
     x = conv_bn_act(x, scaling.stem_filters, 3, strides=2, activation=activation, name="stem_",
                     data_format=data_format)
-    level_of_stage = {stage: level for level, stage in FEATURE_LEVEL_STAGES.items()}
-    blocks = expand_blocks(scaling)
     features: dict[str, Any] = {}
-    for position, block in enumerate(blocks):
+    for block in expand_blocks(scaling):
         x = mbconv_block(x, block, activation, data_format)
-        last_of_stage = position + 1 == len(blocks) or blocks[position + 1].stage != block.stage
-        if last_of_stage and block.stage in level_of_stage:
-            features[f"P{level_of_stage[block.stage]}"] = x
+        if block.feature_level is not None:
+            features[f"P{block.feature_level}"] = x
     if include_head:
         x = conv_bn_act(x, scaling.head_filters, 1, activation=activation, name="top_",
                         data_format=data_format)

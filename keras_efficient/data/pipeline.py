@@ -10,10 +10,12 @@ Each element is a dict (shapes per batch of ``B``):
 - ``image_id``: int64 ``[B]``.
 
 Geometry is the reference's (automl ``InputProcessor``): resize keeping the aspect ratio, then pad
-bottom/right with zeros. Training adds, in this order, a random horizontal flip, a scale jitter
-(the image is resized to ``jitter × output size`` keeping its aspect) and a random crop of the
-output size; boxes go through the same maps, are clipped to the output and dropped if nothing of
-them is left. Resizing is bilinear with antialiasing, which is what PIL's bilinear resize in
+bottom/right with zeros — :func:`keras_efficient.data.transforms.letterbox_geometry`'s rule, in TF
+ops as :func:`letterbox_geometry_tf` (the SavedModel's in-graph preprocessing uses it too).
+Training adds, in this order, a random horizontal flip, a scale jitter (the image is resized to
+``jitter × output size`` keeping its aspect) and a random crop of the output size; boxes go through
+the same maps, are clipped to the output and dropped if nothing of them is left. Resizing is
+bilinear with antialiasing, which is what PIL's bilinear resize in
 :func:`~keras_efficient.data.transforms.resize_and_pad` (the inference path) does, so training and
 inference see the same pixels. Everything runs as TF graph ops in parallel ``map`` calls.
 
@@ -32,6 +34,7 @@ import tensorflow as tf
 
 from keras_efficient.data.coco import CocoDataset, ImageRecord
 from keras_efficient.data.decode import read_image
+from keras_efficient.data.transforms import PAD_VALUE
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -54,6 +57,48 @@ def decode_image(path: tf.Tensor) -> tf.Tensor:
     return image
 
 
+def scaled_size_tf(shape: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
+    """int32 ``[2]`` size of an image of ``shape`` (height, width) resized by ``scale``: the
+    rounding of :func:`keras_efficient.data.transforms.letterbox_geometry` (float64, half to
+    even, at least 1 pixel) in TF ops.
+
+    Example::
+
+        scaled_size_tf(tf.constant([480, 640]), 0.5)  # [240, 320]
+    """
+    product = tf.cast(shape, tf.float64) * tf.cast(scale, tf.float64)
+    return tf.maximum(tf.cast(tf.round(product), tf.int32), 1)
+
+
+def letterbox_geometry_tf(shape: tf.Tensor, size: tuple[int, int]
+                          ) -> tuple[tf.Tensor, tf.Tensor]:
+    """:func:`keras_efficient.data.transforms.letterbox_geometry` in TF ops, for graphs: the
+    float64 scale (scalar) and the int32 ``[2]`` resized size of an image of ``shape``
+    (height, width) letterboxed into ``size``.
+
+    Example::
+
+        scale, new_size = letterbox_geometry_tf(tf.shape(image)[:2], (320, 320))
+    """
+    scale = tf.reduce_min(tf.constant(size, tf.float64) / tf.cast(shape, tf.float64))
+    return scale, scaled_size_tf(shape, scale)
+
+
+def pad_bottom_right_tf(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+    """Pad ``[..., h, w, C]`` at the bottom/right to ``size`` with
+    :data:`~keras_efficient.data.transforms.PAD_VALUE` (``h``, ``w`` must fit).
+
+    Example::
+
+        padded = pad_bottom_right_tf(resized, (320, 320))
+    """
+    shape = tf.shape(image)
+    rank = image.shape.rank
+    paddings = [[0, 0]] * (rank - 3) + [[0, size[0] - shape[-3]], [0, size[1] - shape[-2]],
+                                        [0, 0]]
+    return tf.pad(image, paddings, constant_values=PAD_VALUE)
+
+
 def resize_crop_pad(image: tf.Tensor, boxes: tf.Tensor, output_size: tuple[int, int],
                     scale: tf.Tensor, offset: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Resize ``image`` by ``scale`` (aspect kept), crop at ``offset`` (y, x), pad bottom/right.
@@ -68,13 +113,13 @@ def resize_crop_pad(image: tf.Tensor, boxes: tf.Tensor, output_size: tuple[int, 
         image, boxes = resize_crop_pad(image, boxes, (320, 320), scale=0.5, offset=[0, 0])
     """
     height, width = output_size
-    shape = tf.cast(tf.shape(image)[:2], tf.float64)
-    new_size = tf.maximum(tf.cast(tf.round(shape * tf.cast(scale, tf.float64)), tf.int32), 1)
+    shape = tf.shape(image)[:2]
+    new_size = scaled_size_tf(shape, scale)
     resized = tf.image.resize(tf.cast(image, tf.float32), new_size, method="bilinear",
                               antialias=True)
     cropped = resized[offset[0]:offset[0] + height, offset[1]:offset[1] + width]
-    padded = tf.image.pad_to_bounding_box(cropped, 0, 0, height, width)
-    factors = tf.cast(tf.cast(new_size, tf.float64) / shape, tf.float32)
+    padded = pad_bottom_right_tf(cropped, output_size)
+    factors = tf.cast(tf.cast(new_size, tf.float64) / tf.cast(shape, tf.float64), tf.float32)
     shift = tf.cast(offset, tf.float32)
     boxes = boxes * tf.tile(factors, [2]) - tf.tile(shift, [2])
     limits = tf.constant([height, width, height, width], tf.float32)
@@ -96,8 +141,7 @@ def _pad_targets(boxes: tf.Tensor, classes: tf.Tensor, max_boxes: int
 
 def _fit_scale(image: tf.Tensor, output_size: tuple[int, int]) -> tf.Tensor:
     """Largest scale (float64) at which the image fits in ``output_size``."""
-    shape = tf.cast(tf.shape(image)[:2], tf.float64)
-    return tf.reduce_min(tf.constant(output_size, tf.float64) / shape)
+    return letterbox_geometry_tf(tf.shape(image)[:2], output_size)[0]
 
 
 def detection_dataset(
@@ -195,8 +239,7 @@ def detection_dataset(
             boxes = tf.where(do_flip, mirrored, boxes)
         jitter = low + (high - low) * tf.cast(draws[1], tf.float64)
         scale = jitter * _fit_scale(image, output_size)
-        reached = tf.maximum(tf.cast(tf.round(tf.cast(tf.shape(image)[:2], tf.float64) * scale),
-                                     tf.int32), 1)
+        reached = scaled_size_tf(tf.shape(image)[:2], scale)
         slack = tf.maximum(reached - tf.constant(output_size, tf.int32), 0)
         offset = tf.minimum(tf.cast(tf.floor(draws[2:] * tf.cast(slack + 1, tf.float32)),
                                     tf.int32), slack)

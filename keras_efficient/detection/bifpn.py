@@ -16,6 +16,7 @@ from keras_efficient.configs.efficientdet import (
     bifpn_nodes,
     fpn_edge_prefix,
     fpn_node_prefix,
+    needs_projection,
 )
 from keras_efficient.layers.fusion import WeightedFusion
 from keras_efficient.layers.mbconv import batch_norm
@@ -44,9 +45,13 @@ def extra_levels(features: dict[int, Any], spec: EfficientDetSpec) -> dict[int, 
 
 
 def _resample(x: Any, level: int, target: Any, target_level: int, filters: int,
-              name: str) -> Any:
-    """Bring one edge to the node's level and width: 1x1 conv + BN if needed, then resize."""
-    if x.shape[-1] != filters:
+              name: str, project: bool) -> Any:
+    """Bring one edge to the node's level and width: 1x1 conv + BN if ``project``
+    (:func:`~keras_efficient.configs.efficientdet.needs_projection`), then resize."""
+    if not project and x.shape[-1] != filters:
+        raise ValueError(f"{name}: a {x.shape[-1]}-channel input is fused unprojected into a "
+                         f"{filters}-wide BiFPN; the spec's backbone does not match its input.")
+    if project:
         x = keras.layers.Conv2D(filters, 1, padding="same", name=f"{name}_conv")(x)
         x = batch_norm(f"{name}_bn")(x)
     if level < target_level:
@@ -74,7 +79,7 @@ def bifpn_cell(levels: dict[int, Any], spec: EfficientDetSpec, cell: int) -> dic
         reference = tensors[node.inputs[0]]
         edges = [
             _resample(tensors[i], tensor_levels[i], reference, node.level, spec.fpn_filters,
-                      fpn_edge_prefix(cell, index, j, i))
+                      fpn_edge_prefix(cell, index, j, i), needs_projection(spec, cell, i))
             for j, i in enumerate(node.inputs)
         ]
         x = WeightedFusion(spec.fusion, name=f"{prefix}fusion")(edges)

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from keras_efficient.configs.names import is_detector
 from keras_efficient.data.coco import CocoDataset
 from keras_efficient.data.representative import representative_images
 from keras_efficient.data.synthetic import make_detection_dataset
@@ -83,7 +84,7 @@ def variant_job(name: str, *, weights: str | None, representative: str | os.Path
 
         job = variant_job("b0", weights="imagenet", representative="photos/")
     """
-    detector = name.lower().replace("_", "-").startswith("efficientdet")
+    detector = is_detector(name)
     kwargs: dict[str, Any] = {"weights": weights}
     if num_classes is not None:
         kwargs["num_classes" if detector else "classes"] = num_classes

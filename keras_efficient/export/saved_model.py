@@ -51,6 +51,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from keras_efficient.data.pipeline import letterbox_geometry_tf, pad_bottom_right_tf
 from keras_efficient.detection.inference import inference_model
 from keras_efficient.export.tflite import ExportError, static_input_shape
 from keras_efficient.files import make_staging_folder, publish_folder
@@ -105,18 +106,18 @@ def _category_table(category_ids: Sequence[int] | None, num_classes: int) -> lis
 def _fit_and_pad(images: tf.Tensor, size: tuple[int, int]) -> tuple[tf.Tensor, tf.Tensor]:
     """``[B, h, w, C]`` same-size images → padded float32 ``[B, H, W, C]`` and info ``[B, 3]``.
 
-    Same arithmetic as ``resize_and_pad``: the scale in float64, the new size rounded half to
-    even (Python's ``round``), at least 1 pixel.
+    The geometry of ``resize_and_pad``
+    (:func:`keras_efficient.data.transforms.letterbox_geometry`, here in TF ops as
+    :func:`keras_efficient.data.pipeline.letterbox_geometry_tf`).
     """
     shape = tf.shape(images)
     tf.debugging.assert_positive(shape[1:3], message="images must have a non-zero size")
-    original = tf.cast(shape[1:3], tf.float64)
-    scale = tf.reduce_min(tf.constant(size, tf.float64) / original)
-    new_size = tf.maximum(tf.cast(tf.round(original * scale), tf.int32), 1)
+    scale, new_size = letterbox_geometry_tf(shape[1:3], size)
     resized = tf.image.resize(tf.cast(images, tf.float32), new_size, method="bilinear",
                               antialias=True)
-    padded = tf.image.pad_to_bounding_box(resized, 0, 0, size[0], size[1])
+    padded = pad_bottom_right_tf(resized, size)
     padded = tf.ensure_shape(padded, [None, size[0], size[1], images.shape[-1]])
+    original = tf.cast(shape[1:3], tf.float64)
     info = tf.cast(tf.concat([scale[None], original], axis=0), tf.float32)
     return padded, tf.tile(info[None], [shape[0], 1])
 

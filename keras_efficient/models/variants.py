@@ -10,6 +10,7 @@ import keras
 
 from keras_efficient.configs.efficientdet import EFFICIENTDET_VARIANTS
 from keras_efficient.configs.efficientnet import EFFICIENTNET_VARIANTS
+from keras_efficient.configs.names import resolve_variant
 from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.models.efficientnet import EfficientNet
 
@@ -421,18 +422,14 @@ def get_model(name: str, **kwargs: Any) -> keras.Model:
     """Build a registered model by name (``"efficientnetb0"``, ``"b0"``, ``"lite0"``,
     ``"efficientdet-d0"``, ``"efficientdet-lite3x"`` ...).
 
-    Short names without ``efficientdet`` are the classifiers: ``"lite0"`` is EfficientNet-Lite0.
-    ``kwargs`` go to the builder (see :data:`MODEL_BUILDERS`).
+    Names resolve by :func:`keras_efficient.configs.names.resolve_variant`: classifiers first,
+    so ``"lite0"`` is EfficientNet-Lite0 (``"efficientdet-lite0"`` the detector) and ``"d0"`` is
+    EfficientDet-D0. ``kwargs`` go to the builder (see :data:`MODEL_BUILDERS`).
 
     Example::
 
         classifier = get_model("b0", weights=None)
         detector = get_model("efficientdet-lite0", num_classes=3)
     """
-    key = name.lower().replace("_", "-")
-    compact = key.replace("-", "")
-    detector = "efficientdet-" + compact.removeprefix("efficientdet")
-    for candidate in (compact, f"efficientnet{compact}", key, detector):
-        if candidate in MODEL_BUILDERS:
-            return MODEL_BUILDERS[candidate](**kwargs)
-    raise ValueError(f"Unknown model {name!r}; known: {', '.join(MODEL_BUILDERS)}.")
+    _, canonical = resolve_variant(name)
+    return MODEL_BUILDERS[canonical](**kwargs)

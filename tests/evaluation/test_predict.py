@@ -42,8 +42,12 @@ def planted_raw_model(box_in_input: np.ndarray, num_classes: int = 3) -> keras.M
     logits = np.full((len(anchors), num_classes), -10.0, "float32")
     logits[best, 2] = 5.0
     image = keras.Input((128, 128, 3))
-    return keras.Model(image, PlantedOutputs(logits, codes.astype("float32"))(image),
-                       name="planted")
+    model = keras.Model(image, PlantedOutputs(logits, codes.astype("float32"))(image),
+                        name="planted")
+    # What inference_model reads from an EfficientDetector.
+    model.image_size = (128, 128)
+    model.anchor_spec = SPEC.anchor_spec
+    return model
 
 
 def test_boxes_come_back_in_original_pixels(tmp_path):

@@ -311,7 +311,7 @@ def test_unknown_variant():
 
 def test_config_round_trip_and_keras_file(lite0, tmp_path):
     config = lite0.get_config()
-    clone = keras.Model.from_config(copy.deepcopy(config))  # from_config consumes its argument
+    clone = type(lite0).from_config(copy.deepcopy(config))  # from_config consumes its argument
     assert clone.get_config() == config
     assert [w.path for w in clone.weights] == [w.path for w in lite0.weights]
     randomize(clone, seed=3)
