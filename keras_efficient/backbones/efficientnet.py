@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from keras_efficient.configs.efficientnet import EfficientNetScaling, expand_blocks
-from keras_efficient.layers.mbconv import conv_bn_act, mbconv_block, resolve_data_format
+from keras_efficient.layers.conv import conv_bn_act, resolve_data_format
+from keras_efficient.layers.mbconv import mbconv_block
 
 
 def efficientnet_body(x: Any, scaling: EfficientNetScaling, *, include_head: bool = True,

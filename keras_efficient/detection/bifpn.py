@@ -18,8 +18,8 @@ from keras_efficient.configs.efficientdet import (
     fpn_node_prefix,
     needs_projection,
 )
+from keras_efficient.layers.conv import batch_norm
 from keras_efficient.layers.fusion import WeightedFusion
-from keras_efficient.layers.mbconv import batch_norm
 from keras_efficient.layers.resample import NearestUpsample
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import keras
 
 from keras_efficient.configs.efficientdet import EfficientDetSpec
-from keras_efficient.layers.mbconv import batch_norm
+from keras_efficient.layers.conv import batch_norm
 
 PRIOR_PROBABILITY = 0.01
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 
-from keras_efficient.layers.mbconv import resolve_data_format, spatial_size
+from keras_efficient.layers.conv import resolve_data_format, spatial_size
 
 
 def _too_small_message(min_size: int, height: Any, width: Any) -> str:

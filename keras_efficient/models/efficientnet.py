@@ -38,8 +38,8 @@ from keras_efficient.configs.efficientnet import (
     get_efficientnet_scaling,
 )
 from keras_efficient.layers.checks import InputSizeCheck
+from keras_efficient.layers.conv import channel_axis, resolve_data_format, spatial_size
 from keras_efficient.layers.initializers import DENSE_KERNEL_INITIALIZER
-from keras_efficient.layers.mbconv import channel_axis, resolve_data_format, spatial_size
 from keras_efficient.weights.loading import is_weights_source, load_weights_file
 from keras_efficient.weights.pretrained import load_pretrained
 
