@@ -275,7 +275,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """
     if args.task == "classify":
         return _train_classifier(args)
-    from keras_efficient.training.fit import DetectorTrainConfig, train_detector
+    from keras_efficient.training.detector import DetectorTrainConfig, train_detector
 
     values = _settings(args, ("train_json", "train_images", "output_dir", "model", "batch_size",
                               "epochs", "steps_per_epoch", "learning_rate", "optimizer",

@@ -20,7 +20,7 @@ from keras_efficient.detection.inference import inference_model
 from keras_efficient.evaluation.coco_metrics import format_metrics_table
 from keras_efficient.evaluation.detector import evaluate_detector
 from keras_efficient.evaluation.predict import predict
-from keras_efficient.training.fit import DetectorTrainConfig, train_detector
+from keras_efficient.training.detector import DetectorTrainConfig, train_detector
 
 
 @dataclasses.dataclass

@@ -23,7 +23,7 @@ from keras_efficient.data.transforms import load_image
 from keras_efficient.export.detector_tflite import PostprocessOptions, convert_detector
 from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.training.classifier import ClassifierTrainConfig, build_classifier
-from keras_efficient.training.fit import DetectorTrainConfig
+from keras_efficient.training.detector import DetectorTrainConfig
 from keras_efficient.training.run_folder import load_trained_classifier, load_trained_detector
 from tests.conftest import TINY_BACKBONE, TINY_OVERRIDES, tiny_spec
 

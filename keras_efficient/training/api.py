@@ -7,14 +7,14 @@ from typing import Any
 import tensorflow as tf
 
 from keras_efficient.training.classifier import ClassifierTrainConfig, train_classifier
-from keras_efficient.training.fit import DetectorTrainConfig, train_detector
+from keras_efficient.training.detector import DetectorTrainConfig, train_detector
 
 
 def train(config: DetectorTrainConfig | ClassifierTrainConfig,
           strategy: tf.distribute.Strategy | None = None, *, overwrite: bool = False) -> Any:
     """Train what ``config`` describes: a detector (COCO data) or a classifier (image folder).
 
-    Returns :class:`~keras_efficient.training.fit.TrainResult` for detectors and the result
+    Returns :class:`~keras_efficient.training.detector.TrainResult` for detectors and the result
     dict of :func:`~keras_efficient.training.classifier.train_classifier` for classifiers.
     ``overwrite=True`` replaces a finished (or differently configured) run in the output folder.
 

@@ -94,7 +94,7 @@ def train_classifier(config: ClassifierTrainConfig,
     Writes ``classifier.weights.h5`` (after every epoch), ``labels.txt``,
     ``train_config.json`` (to rebuild the model) and ``metrics.json``. The output folder
     rules (resume, refuse, ``overwrite``) and the NaN/divergence stops are those of
-    :func:`~keras_efficient.training.fit.train_detector`.
+    :func:`~keras_efficient.training.detector.train_detector`.
 
     Example::
 

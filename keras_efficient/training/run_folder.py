@@ -18,7 +18,7 @@ from typing import Any
 from keras_efficient.configs.efficientdet import EfficientDetSpec
 from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.training.classifier import ClassifierTrainConfig, build_classifier
-from keras_efficient.training.fit import WEIGHTS_FILE, DetectorTrainConfig
+from keras_efficient.training.detector import WEIGHTS_FILE, DetectorTrainConfig
 from keras_efficient.training.output_folder import CONFIG_FILE
 
 LABELS_FILE = "labels.json"

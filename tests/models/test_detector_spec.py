@@ -66,7 +66,7 @@ def test_a_label_map_must_name_every_class():
 
 
 def test_training_saves_one_keras_file_that_reloads(tiny_data, tmp_path):
-    from keras_efficient.training.fit import train_detector
+    from keras_efficient.training.detector import train_detector
     from keras_efficient.training.run_folder import load_trained_detector
     from tests.training.test_training import config
 

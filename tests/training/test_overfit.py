@@ -4,7 +4,7 @@ import pytest
 
 from keras_efficient.data.synthetic import make_detection_dataset
 from keras_efficient.evaluation.detector import evaluate_detector
-from keras_efficient.training.fit import DetectorTrainConfig, train_detector
+from keras_efficient.training.detector import DetectorTrainConfig, train_detector
 
 
 @pytest.mark.slow

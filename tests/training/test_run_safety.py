@@ -21,7 +21,7 @@ from keras_efficient.training.callbacks import (
     StopOnDivergence,
     TrainingDivergedError,
 )
-from keras_efficient.training.fit import train_detector
+from keras_efficient.training.detector import train_detector
 from keras_efficient.training.output_folder import prepare_output_folder
 from tests.conftest import TINY_OVERRIDES
 from tests.training.test_training import config

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from keras_efficient.training.callbacks import NonFiniteLossError
-from keras_efficient.training.fit import DetectorTrainConfig, train_detector
+from keras_efficient.training.detector import DetectorTrainConfig, train_detector
 from tests.conftest import TINY_OVERRIDES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +82,7 @@ SCRIPT = textwrap.dedent("""
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from keras_efficient.training.fit import DetectorTrainConfig, train_detector
+    from keras_efficient.training.detector import DetectorTrainConfig, train_detector
     values = json.loads(sys.argv[1])
     values["scale_range"] = tuple(values["scale_range"])
     from tests.conftest import TINY_OVERRIDES
