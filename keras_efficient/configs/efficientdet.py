@@ -175,6 +175,17 @@ class EfficientDetSpec:
         return self.backbone_scaling.lite
 
     @property
+    def pad_value(self) -> tuple[float, float, float]:
+        """The raw RGB value the letterbox pads with: the backbone's ``mean_rgb``, which the
+        in-graph normalization maps to 0 (automl normalizes first, then pads with 0).
+
+        Example::
+
+            get_efficientdet_spec("lite0").pad_value  # (127.0, 127.0, 127.0)
+        """
+        return self.backbone_scaling.mean_rgb
+
+    @property
     def anchors_per_location(self) -> int:
         return self.num_scales * len(self.aspect_ratios)
 

@@ -96,6 +96,21 @@ class EfficientNetScaling:
         return HEAD_FILTERS if self.lite else round_filters(HEAD_FILTERS, self.width)
 
     @property
+    def mean_rgb(self) -> tuple[float, float, float]:
+        """Per-channel mean of the in-graph normalization, in raw [0, 255] pixels: 127 for
+        Lite, ImageNet mean × 255 otherwise (automl's ``mean_rgb``). Normalization maps it to
+        0, so it is the letterbox pad value (automl pads 0 after normalizing).
+
+        Example::
+
+            get_efficientnet_scaling("lite0").mean_rgb  # (127.0, 127.0, 127.0)
+        """
+        if self.lite:
+            return (127.0, 127.0, 127.0)
+        red, green, blue = (255.0 * m for m in IMAGENET_MEAN_RGB)
+        return (red, green, blue)
+
+    @property
     def checkpoint_scope(self) -> str:
         """The variable-name prefix of the official TF checkpoints (REFERENCE §3.3)."""
         return self.name.replace("efficientnet", "efficientnet-")

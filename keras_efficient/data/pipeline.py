@@ -10,14 +10,17 @@ Each element is a dict (shapes per batch of ``B``):
 - ``image_id``: int64 ``[B]``.
 
 Geometry is the reference's (automl ``InputProcessor``): resize keeping the aspect ratio, then pad
-bottom/right with zeros — :func:`keras_efficient.data.transforms.letterbox_geometry`'s rule, in TF
-ops as :func:`letterbox_geometry_tf` (the SavedModel's in-graph preprocessing uses it too).
+bottom/right with ``pad_value`` — :func:`keras_efficient.data.transforms.letterbox_geometry`'s
+rule, in TF ops as :func:`letterbox_geometry_tf` (the SavedModel's in-graph preprocessing uses it
+too). Detectors pass their ``spec.pad_value`` (the normalization mean: automl normalizes first
+and pads with 0, which is the same pixels); the default 0 is for callers without a detector.
 Training adds, in this order, a random horizontal flip, a scale jitter (the image is resized to
 ``jitter × output size`` keeping its aspect) and a random crop of the output size; boxes go through
 the same maps, are clipped to the output and dropped if nothing of them is left. Resizing is
-bilinear with antialiasing, which is what PIL's bilinear resize in
-:func:`~keras_efficient.data.transforms.resize_and_pad` (the inference path) does, so training and
-inference see the same pixels. Everything runs as TF graph ops in parallel ``map`` calls.
+bilinear without antialiasing (automl's ``tf.image.resize``; ``antialias=True`` is the explicit
+alternative), the same op as :func:`~keras_efficient.data.transforms.resize_and_pad` (the
+inference path), so training and inference see the same pixels. Everything runs as TF graph ops
+in parallel ``map`` calls.
 
 Randomness is reproducible: every element draws its flip, jitter and crop from a stateless
 generator keyed by ``seed`` and a per-element number from ``tf.data.Dataset.random``; each new
@@ -34,7 +37,7 @@ import tensorflow as tf
 
 from keras_efficient.data.coco import CocoDataset, ImageRecord
 from keras_efficient.data.decode import read_image
-from keras_efficient.data.transforms import PAD_VALUE
+from keras_efficient.data.transforms import PAD_VALUE, PadValue, pad_channels
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -59,49 +62,57 @@ def decode_image(path: tf.Tensor) -> tf.Tensor:
 
 def scaled_size_tf(shape: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
     """int32 ``[2]`` size of an image of ``shape`` (height, width) resized by ``scale``: the
-    rounding of :func:`keras_efficient.data.transforms.letterbox_geometry` (float64, half to
-    even, at least 1 pixel) in TF ops.
+    rounding of :func:`keras_efficient.data.transforms.letterbox_geometry` (float32,
+    truncated as automl's ``tf.cast(..., tf.int32)``, at least 1 pixel) in TF ops.
 
     Example::
 
         scaled_size_tf(tf.constant([480, 640]), 0.5)  # [240, 320]
     """
-    product = tf.cast(shape, tf.float64) * tf.cast(scale, tf.float64)
-    return tf.maximum(tf.cast(tf.round(product), tf.int32), 1)
+    product = tf.cast(shape, tf.float32) * tf.cast(scale, tf.float32)
+    return tf.maximum(tf.cast(product, tf.int32), 1)
 
 
 def letterbox_geometry_tf(shape: tf.Tensor, size: tuple[int, int]
                           ) -> tuple[tf.Tensor, tf.Tensor]:
     """:func:`keras_efficient.data.transforms.letterbox_geometry` in TF ops, for graphs: the
-    float64 scale (scalar) and the int32 ``[2]`` resized size of an image of ``shape``
+    float32 scale (scalar) and the int32 ``[2]`` resized size of an image of ``shape``
     (height, width) letterboxed into ``size``.
 
     Example::
 
         scale, new_size = letterbox_geometry_tf(tf.shape(image)[:2], (320, 320))
     """
-    scale = tf.reduce_min(tf.constant(size, tf.float64) / tf.cast(shape, tf.float64))
+    scale = tf.reduce_min(tf.constant(size, tf.float32) / tf.cast(shape, tf.float32))
     return scale, scaled_size_tf(shape, scale)
 
 
-def pad_bottom_right_tf(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
-    """Pad ``[..., h, w, C]`` at the bottom/right to ``size`` with
-    :data:`~keras_efficient.data.transforms.PAD_VALUE` (``h``, ``w`` must fit).
+def pad_bottom_right_tf(image: tf.Tensor, size: tuple[int, int],
+                        pad_value: PadValue = PAD_VALUE) -> tf.Tensor:
+    """Pad float ``[..., h, w, C]`` at the bottom/right to ``size`` with ``pad_value`` (one
+    number or one per channel; detectors: ``spec.pad_value``); ``h``, ``w`` must fit.
 
     Example::
 
-        padded = pad_bottom_right_tf(resized, (320, 320))
+        padded = pad_bottom_right_tf(resized, (320, 320), pad_value=(127.0, 127.0, 127.0))
     """
     shape = tf.shape(image)
     rank = image.shape.rank
     paddings = [[0, 0]] * (rank - 3) + [[0, size[0] - shape[-3]], [0, size[1] - shape[-2]],
                                         [0, 0]]
-    return tf.pad(image, paddings, constant_values=PAD_VALUE)
+    values = pad_channels(pad_value, int(image.shape[-1]))
+    if np.all(values == values[0]):
+        return tf.pad(image, paddings, constant_values=float(values[0]))
+    # Per channel: 0 inside plus 1 × value outside, exact (x + 0 = x, 0 + value = value).
+    outside = tf.pad(tf.zeros_like(image[..., :1]), paddings, constant_values=1.0)
+    return tf.pad(image, paddings) + outside * tf.constant(values, image.dtype)
 
 
 def resize_crop_pad(image: tf.Tensor, boxes: tf.Tensor, output_size: tuple[int, int],
-                    scale: tf.Tensor, offset: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Resize ``image`` by ``scale`` (aspect kept), crop at ``offset`` (y, x), pad bottom/right.
+                    scale: tf.Tensor, offset: tf.Tensor, *, pad_value: PadValue = PAD_VALUE,
+                    antialias: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    """Resize ``image`` by ``scale`` (aspect kept; bilinear, ``antialias`` off as automl),
+    crop at ``offset`` (y, x), pad bottom/right with ``pad_value``.
 
     ``boxes`` ``[K, 4]`` follow: scaled by the per-axis factor the rounded size actually reached,
     shifted by the crop offset and clipped to the output. Boxes left without area are *not*
@@ -110,15 +121,16 @@ def resize_crop_pad(image: tf.Tensor, boxes: tf.Tensor, output_size: tuple[int, 
 
     Example::
 
-        image, boxes = resize_crop_pad(image, boxes, (320, 320), scale=0.5, offset=[0, 0])
+        image, boxes = resize_crop_pad(image, boxes, (320, 320), scale=0.5, offset=[0, 0],
+                                       pad_value=spec.pad_value)
     """
     height, width = output_size
     shape = tf.shape(image)[:2]
     new_size = scaled_size_tf(shape, scale)
     resized = tf.image.resize(tf.cast(image, tf.float32), new_size, method="bilinear",
-                              antialias=True)
+                              antialias=antialias)
     cropped = resized[offset[0]:offset[0] + height, offset[1]:offset[1] + width]
-    padded = pad_bottom_right_tf(cropped, output_size)
+    padded = pad_bottom_right_tf(cropped, output_size, pad_value)
     factors = tf.cast(tf.cast(new_size, tf.float64) / tf.cast(shape, tf.float64), tf.float32)
     shift = tf.cast(offset, tf.float32)
     boxes = boxes * tf.tile(factors, [2]) - tf.tile(shift, [2])
@@ -140,7 +152,7 @@ def _pad_targets(boxes: tf.Tensor, classes: tf.Tensor, max_boxes: int
 
 
 def _fit_scale(image: tf.Tensor, output_size: tuple[int, int]) -> tf.Tensor:
-    """Largest scale (float64) at which the image fits in ``output_size``."""
+    """Largest scale (float32) at which the image fits in ``output_size``."""
     return letterbox_geometry_tf(tf.shape(image)[:2], output_size)[0]
 
 
@@ -150,7 +162,8 @@ def detection_dataset(
     flip_probability: float = 0.5, scale_range: tuple[float, float] = (0.1, 2.0), seed: int = 0,
     shuffle_buffer: int | None = None, cache: bool | str = False,
     drop_remainder: bool | None = None, drop_crowd: bool = True,
-    num_parallel_calls: int = AUTOTUNE,
+    num_parallel_calls: int = AUTOTUNE, pad_value: PadValue = PAD_VALUE,
+    antialias: bool = False,
 ) -> tf.data.Dataset:
     """A batched, prefetched detection ``tf.data.Dataset`` (see the module docstring).
 
@@ -170,11 +183,15 @@ def detection_dataset(
         in memory (``True``) or in files with this prefix (a string).
       drop_remainder: default ``training`` (static batch shapes for training).
       drop_crowd: remove crowd boxes (COCO metrics read crowd regions from the json itself).
+      pad_value: the letterbox's pad value, one number or one per channel: the detector's
+        ``spec.pad_value`` (its normalization mean, automl's padding); default 0.
+      antialias: antialias the bilinear resize (default off, as automl).
 
     Example::
 
         batches = detection_dataset(CocoDataset("instances_train.json"), (320, 320),
-                                    batch_size=16, training=True, seed=0)
+                                    batch_size=16, training=True, seed=0,
+                                    pad_value=spec.pad_value)
         batch = next(iter(batches))  # image [16, 320, 320, 3], boxes [16, 100, 4]
     """
     records = list(coco.records if isinstance(coco, CocoDataset) else coco)
@@ -223,7 +240,8 @@ def detection_dataset(
     def evaluate(example: dict[str, Any]) -> dict[str, tf.Tensor]:
         scale = _fit_scale(example["image"], output_size)
         image, boxes = resize_crop_pad(example["image"], example["boxes"], output_size, scale,
-                                       tf.zeros([2], tf.int32))
+                                       tf.zeros([2], tf.int32), pad_value=pad_value,
+                                       antialias=antialias)
         return finish(example, image, boxes, scale)
 
     def augment(example: dict[str, Any], number: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -237,13 +255,14 @@ def detection_dataset(
             mirrored = tf.stack([boxes[:, 0], image_width - boxes[:, 3], boxes[:, 2],
                                  image_width - boxes[:, 1]], axis=-1)
             boxes = tf.where(do_flip, mirrored, boxes)
-        jitter = low + (high - low) * tf.cast(draws[1], tf.float64)
+        jitter = low + (high - low) * draws[1]
         scale = jitter * _fit_scale(image, output_size)
         reached = scaled_size_tf(tf.shape(image)[:2], scale)
         slack = tf.maximum(reached - tf.constant(output_size, tf.int32), 0)
         offset = tf.minimum(tf.cast(tf.floor(draws[2:] * tf.cast(slack + 1, tf.float32)),
                                     tf.int32), slack)
-        image, boxes = resize_crop_pad(image, boxes, output_size, scale, offset)
+        image, boxes = resize_crop_pad(image, boxes, output_size, scale, offset,
+                                       pad_value=pad_value, antialias=antialias)
         return finish(example, image, boxes, scale)
 
     if training:

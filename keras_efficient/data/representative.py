@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from keras_efficient.data.decode import IMAGE_SUFFIXES
-from keras_efficient.data.transforms import load_image, resize_and_pad
+from keras_efficient.data.transforms import PAD_VALUE, PadValue, load_image, resize_and_pad
 
 
 def _image_paths(source: Any) -> list[str]:
@@ -48,7 +48,8 @@ def _image_paths(source: Any) -> list[str]:
 
 
 def representative_images(source: Any, image_size: tuple[int, int], count: int = 200,
-                          seed: int = 0) -> Iterator[np.ndarray]:
+                          seed: int = 0, *, pad_value: PadValue = PAD_VALUE,
+                          antialias: bool = False) -> Iterator[np.ndarray]:
     """Up to ``count`` images from ``source``, each float32 ``[1, H, W, 3]`` in [0, 255].
 
     ``source``: a :class:`~keras_efficient.data.coco.CocoDataset`, a COCO instances json path,
@@ -56,10 +57,14 @@ def representative_images(source: Any, image_size: tuple[int, int], count: int =
     (images found recursively, hidden folders skipped) or a list of image paths. The images
     are a seeded random sample (all of them, shuffled, when fewer than ``count``). Raises
     ``ValueError`` at once, not on first iteration, when the source holds no image.
+    ``pad_value`` and ``antialias`` are :func:`~keras_efficient.data.transforms.resize_and_pad`'s:
+    a detector's calibration images must pass ``pad_value=detector.pad_value`` so they are
+    padded as at inference.
 
     Example::
 
-        images = list(representative_images("data/train", (320, 320), count=100))
+        images = list(representative_images("data/train", (320, 320), count=100,
+                                            pad_value=detector.pad_value))
         payload = convert(model, "int8", representative=images, input_type="uint8")
     """
     paths = _image_paths(source)
@@ -74,7 +79,8 @@ def representative_images(source: Any, image_size: tuple[int, int], count: int =
 
     def generate() -> Iterator[np.ndarray]:
         for path in chosen:
-            padded, _ = resize_and_pad(load_image(path), size)
+            padded, _ = resize_and_pad(load_image(path), size, pad_value=pad_value,
+                                       antialias=antialias)
             yield padded[None]
 
     return generate()

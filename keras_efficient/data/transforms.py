@@ -1,9 +1,11 @@
 """Image loading and the detector's resize-keeping-aspect + pad-bottom/right preprocessing
-(the letterbox rule: :func:`letterbox_geometry`)."""
+(the letterbox rule: :func:`letterbox_geometry`), automl's: bilinear without antialias, the
+pad value that normalizes to 0. TensorFlow is imported only when an image is resized."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -38,17 +40,37 @@ def load_image(source: str | os.PathLike[str] | np.ndarray) -> np.ndarray:
     return array[..., :3].astype("float32")
 
 
-#: The value the letterbox pads the bottom/right with (every resize-and-pad path uses it).
+#: The pad value when no detector is known (classifier calibration images). Detectors pad with
+#: their own value, ``spec.pad_value`` (the normalization mean, REFERENCE §2.7): pass it.
 PAD_VALUE = 0.0
+
+PadValue = float | Sequence[float]
+
+
+def pad_channels(pad_value: PadValue, channels: int) -> np.ndarray:
+    """``pad_value`` (one number, or one per channel) as a float32 ``[channels]`` array.
+
+    Example::
+
+        pad_channels((123.675, 116.28, 103.53), 3)  # the D-model pad value, per channel
+    """
+    values = np.asarray(pad_value, dtype="float32").reshape(-1)
+    if values.size == 1:
+        return np.full((channels,), values[0], dtype="float32")
+    if values.size != channels:
+        raise ValueError(f"pad_value must be one number or one per channel ({channels}); "
+                         f"received {pad_value!r}.")
+    return values
 
 
 def letterbox_geometry(height: int, width: int, size: tuple[int, int]) -> tuple[float, int, int]:
     """The detector's letterbox rule, stated once: ``(scale, new_height, new_width)``.
 
-    ``scale = min(size[0] / height, size[1] / width)`` in float64 (network pixels per original
-    pixel: the largest that fits); the resized size is ``height * scale`` and ``width * scale``
-    rounded half to even (Python's ``round``, ``tf.round``), at least 1 pixel. The resized image
-    sits at the top-left of ``size`` and the bottom/right is padded with :data:`PAD_VALUE`.
+    automl's (``InputProcessor.set_scale_factors_to_output_size``, REFERENCE §2.7), in float32
+    as there: ``scale = min(size[0] / height, size[1] / width)`` (network pixels per original
+    pixel: the largest that fits), the resized size ``int(height * scale)`` and
+    ``int(width * scale)`` (truncated), at least 1 pixel. The resized image sits at the
+    top-left of ``size`` and the bottom/right is padded with the detector's pad value.
 
     :func:`resize_and_pad` (prediction, verification, calibration) follows it; the TF graph
     paths (training/evaluation ``tf.data``, the SavedModel's in-graph preprocessing) follow it
@@ -61,32 +83,40 @@ def letterbox_geometry(height: int, width: int, size: tuple[int, int]) -> tuple[
     """
     if height < 1 or width < 1:
         raise ValueError(f"An image must have a non-zero size; received {height}x{width}.")
-    scale = min(size[0] / height, size[1] / width)
-    return float(scale), max(1, round(height * scale)), max(1, round(width * scale))
+    h32, w32 = np.float32(height), np.float32(width)
+    scale = min(np.float32(size[0]) / h32, np.float32(size[1]) / w32)
+    return float(scale), max(1, int(h32 * scale)), max(1, int(w32 * scale))
 
 
-def resize_and_pad(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float]:
-    """Resize keeping the aspect ratio to fit ``size`` (height, width), pad bottom/right with
-    :data:`PAD_VALUE` (0): the geometry of :func:`letterbox_geometry`; PIL bilinear resize.
+def resize_and_pad(image: np.ndarray, size: tuple[int, int], *, pad_value: PadValue = PAD_VALUE,
+                   antialias: bool = False) -> tuple[np.ndarray, float]:
+    """Resize keeping the aspect ratio to fit ``size`` (height, width) and pad bottom/right
+    with ``pad_value``: the geometry of :func:`letterbox_geometry`, automl's preprocessing.
+
+    The resize is TensorFlow's bilinear ``tf.image.resize`` (half-pixel centres), so this
+    numpy path gives exactly the pixels of the graph paths (``tf.data``, the SavedModel).
+    ``antialias=False`` is automl's (and the default); ``True`` low-pass filters when
+    shrinking (smoother, but not what the reference weights saw). ``pad_value``: one number
+    or one per channel; detectors pass ``detector.pad_value`` (their normalization mean, so
+    the padding is 0 after normalization, as in automl); the default 0 suits classifiers.
 
     Returns the ``[size, 3]`` float32 image and the scale (network pixels per original pixel)
     that :func:`keras_efficient.detection.postprocess.map_boxes_to_original` inverts.
 
     Example::
 
-        padded, scale = resize_and_pad(load_image("photo.jpg"), (320, 320))
+        padded, scale = resize_and_pad(load_image("photo.jpg"), (320, 320),
+                                       pad_value=detector.pad_value)
     """
-    from PIL import Image
+    import tensorflow as tf
 
     height, width = image.shape[:2]
+    channels = image.shape[-1]
     scale, new_h, new_w = letterbox_geometry(height, width, size)
-    channels = [
-        np.asarray(Image.fromarray(image[..., c].astype("float32"), mode="F").resize(
-            (new_w, new_h), Image.Resampling.BILINEAR))
-        for c in range(image.shape[-1])
-    ]
-    resized = np.stack(channels, axis=-1)
-    out = np.full((size[0], size[1], image.shape[-1]), PAD_VALUE, dtype="float32")
+    resized = tf.image.resize(tf.convert_to_tensor(image, tf.float32), (new_h, new_w),
+                              method="bilinear", antialias=bool(antialias)).numpy()
+    out = np.empty((size[0], size[1], channels), dtype="float32")
+    out[...] = pad_channels(pad_value, channels)
     out[:new_h, :new_w] = resized
     return out, scale
 

@@ -10,7 +10,14 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_efficient.data.transforms import image_info, load_image, resize_and_pad
+from keras_efficient.data.transforms import (
+    PAD_VALUE,
+    PadValue,
+    image_info,
+    load_image,
+    resize_and_pad,
+)
+from keras_efficient.models.efficientdet import EfficientDetector
 
 
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -24,16 +31,36 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
+def detector_pad_value(model: keras.Model) -> PadValue:
+    """The pad value of the :class:`EfficientDetector` a model is or wraps (e.g. an
+    ``inference_model``), :data:`~keras_efficient.data.transforms.PAD_VALUE` (0) without one.
+
+    Example::
+
+        detector_pad_value(inference_model(EfficientDet("lite0")))  # (127.0, 127.0, 127.0)
+    """
+    if isinstance(model, EfficientDetector):
+        return model.pad_value
+    for layer in getattr(model, "layers", ()):
+        if isinstance(layer, EfficientDetector):
+            return layer.pad_value
+    return PAD_VALUE
+
+
 def predict(inference: keras.Model, images: Iterable[str | os.PathLike[str] | np.ndarray],
-            batch_size: int = 1, score_threshold: float = 0.0) -> list[dict[str, Any]]:
+            batch_size: int = 1, score_threshold: float = 0.0, *,
+            pad_value: PadValue | None = None, antialias: bool = False
+            ) -> list[dict[str, Any]]:
     """Run an inference model (see ``detection.inference.inference_model``) on any images.
 
-    Each image is loaded (RGB), resized keeping its aspect ratio and padded to the model input;
-    the returned boxes are in the original image's pixels. One dict per image with ``boxes``
-    ``[K, 4]`` (ymin, xmin, ymax, xmax), ``scores`` ``[K]`` and ``classes`` ``[K]``, sorted by
-    score, keeping detections above ``score_threshold``. Images are decoded one batch at a
-    time (memory does not grow with their number). No images give an empty list (Keras' own
-    ``predict`` fails on an empty batch).
+    Each image is loaded (RGB), resized keeping its aspect ratio and padded to the model input
+    (:func:`~keras_efficient.data.transforms.resize_and_pad`: automl's bilinear resize without
+    antialias unless ``antialias``; ``pad_value`` by default the wrapped detector's,
+    :func:`detector_pad_value`); the returned boxes are in the original image's pixels. One
+    dict per image with ``boxes`` ``[K, 4]`` (ymin, xmin, ymax, xmax), ``scores`` ``[K]`` and
+    ``classes`` ``[K]``, sorted by score, keeping detections above ``score_threshold``.
+    Images are decoded one batch at a time (memory does not grow with their number). No images
+    give an empty list (Keras' own ``predict`` fails on an empty batch).
 
     Example::
 
@@ -45,13 +72,14 @@ def predict(inference: keras.Model, images: Iterable[str | os.PathLike[str] | np
             or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer; received {batch_size!r}.")
     size = (int(inference.input_shape[0][1]), int(inference.input_shape[0][2]))
+    pad = detector_pad_value(inference) if pad_value is None else pad_value
     results: list[dict[str, Any]] = []
     # Decoded one batch at a time, so memory does not grow with the number of images.
     for chunk in _batches(images, int(batch_size)):
         batch, infos = [], []
         for source in chunk:
             original = load_image(source)
-            padded, scale = resize_and_pad(original, size)
+            padded, scale = resize_and_pad(original, size, pad_value=pad, antialias=antialias)
             batch.append(padded)
             infos.append(image_info(original, scale))
         out = inference.predict_on_batch([np.stack(batch), np.stack(infos)])

@@ -14,11 +14,11 @@ Detector (:func:`export_detector_saved_model`) signatures:
   ``class_logits`` ``[B, N, C]`` and ``box_regression`` ``[B, N, 4]`` (float32).
 
 The in-graph preprocessing is the detector's (:func:`keras_efficient.data.transforms.
-resize_and_pad`): resize keeping the aspect ratio to fit the network input (bilinear *with*
-antialiasing, which is what PIL's bilinear resize does when it shrinks — the training pipeline
-makes the same choice), pad bottom/right with 0; the scale and original size then map the boxes
-back. Encoded images are decoded and preprocessed one at a time (``tf.map_fn``, so a request may
-mix sizes) and the network then runs on the whole batch.
+resize_and_pad`), automl's: resize keeping the aspect ratio to fit the network input (bilinear
+without antialiasing, ``int()`` of the scaled size), pad bottom/right with the detector's
+``pad_value`` (its normalization mean, i.e. 0 after normalization); the scale and original size
+then map the boxes back. Encoded images are decoded and preprocessed one at a time
+(``tf.map_fn``, so a request may mix sizes) and the network then runs on the whole batch.
 
 Classifier (:func:`export_classifier_saved_model`) signatures:
 
@@ -52,6 +52,7 @@ import keras
 import tensorflow as tf
 
 from keras_efficient.data.pipeline import letterbox_geometry_tf, pad_bottom_right_tf
+from keras_efficient.data.transforms import PAD_VALUE, PadValue
 from keras_efficient.detection.inference import inference_model
 from keras_efficient.export.tflite import ExportError, static_input_shape
 from keras_efficient.files import make_staging_folder, publish_folder
@@ -103,21 +104,22 @@ def _category_table(category_ids: Sequence[int] | None, num_classes: int) -> lis
 # --------------------------------------------------------------------------- graph pieces
 
 
-def _fit_and_pad(images: tf.Tensor, size: tuple[int, int]) -> tuple[tf.Tensor, tf.Tensor]:
+def _fit_and_pad(images: tf.Tensor, size: tuple[int, int], pad_value: PadValue = PAD_VALUE,
+                 antialias: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
     """``[B, h, w, C]`` same-size images → padded float32 ``[B, H, W, C]`` and info ``[B, 3]``.
 
-    The geometry of ``resize_and_pad``
-    (:func:`keras_efficient.data.transforms.letterbox_geometry`, here in TF ops as
-    :func:`keras_efficient.data.pipeline.letterbox_geometry_tf`).
+    ``resize_and_pad`` in TF ops: the geometry of
+    :func:`keras_efficient.data.transforms.letterbox_geometry` (here
+    :func:`keras_efficient.data.pipeline.letterbox_geometry_tf`), the same resize and pad.
     """
     shape = tf.shape(images)
     tf.debugging.assert_positive(shape[1:3], message="images must have a non-zero size")
     scale, new_size = letterbox_geometry_tf(shape[1:3], size)
     resized = tf.image.resize(tf.cast(images, tf.float32), new_size, method="bilinear",
-                              antialias=True)
-    padded = pad_bottom_right_tf(resized, size)
+                              antialias=antialias)
+    padded = pad_bottom_right_tf(resized, size, pad_value)
     padded = tf.ensure_shape(padded, [None, size[0], size[1], images.shape[-1]])
-    original = tf.cast(shape[1:3], tf.float64)
+    original = tf.cast(shape[1:3], tf.float32)
     info = tf.cast(tf.concat([scale[None], original], axis=0), tf.float32)
     return padded, tf.tile(info[None], [shape[0], 1])
 
@@ -167,7 +169,7 @@ def export_detector_saved_model(
     detector: keras.Model, path: str | os.PathLike[str], *,
     category_ids: Sequence[int] | None = None, max_detections: int = 100,
     score_threshold: float = 0.001, iou_threshold: float | None = None, method: str = "hard",
-    class_aware: bool = False, pre_nms_top_k: int | None = 5000,
+    class_aware: bool = False, pre_nms_top_k: int | None = 5000, antialias: bool = False,
 ) -> Path:
     """Export a raw EfficientDet as a serving SavedModel (signatures: see the module docstring).
 
@@ -182,6 +184,7 @@ def export_detector_saved_model(
         post-processing (:class:`~keras_efficient.detection.postprocess.NonMaxSuppression`);
         ``class_aware=False`` (best class per anchor, class-agnostic NMS) is the serving
         setting, ``True`` the evaluation one.
+      antialias: antialias the in-graph bilinear resize (default off, as automl and training).
 
     Returns the SavedModel folder. Raises ``ValueError`` for a model without a static input size
     or a ``category_ids`` of the wrong length, ``FileExistsError`` if ``path`` exists and
@@ -206,6 +209,7 @@ def export_detector_saved_model(
                             score_threshold=score_threshold, iou_threshold=iou_threshold,
                             method=method, class_aware=class_aware, pre_nms_top_k=pre_nms_top_k)
     size = (height, width)
+    pad_value = detector.pad_value
 
     def detect(padded: tf.Tensor, info: tf.Tensor) -> dict[str, tf.Tensor]:
         result = infer([padded, info], training=False)
@@ -218,11 +222,11 @@ def export_detector_saved_model(
                 "num_detections": count}
 
     def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return detect(*_fit_and_pad(images, size))
+        return detect(*_fit_and_pad(images, size, pad_value, antialias))
 
     def serve_bytes(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         def one(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            padded, info = _fit_and_pad(_decode(data, channels), size)
+            padded, info = _fit_and_pad(_decode(data, channels), size, pad_value, antialias)
             return padded[0], info[0]
 
         padded, info = _map_encoded(image_bytes, one, (

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from keras_efficient.configs.anchors import AnchorSpec
-from keras_efficient.data.transforms import resize_and_pad
+from keras_efficient.data.transforms import PAD_VALUE, PadValue, resize_and_pad
 from keras_efficient.detection.inference import inference_model
 from keras_efficient.detection.postprocess import NonMaxSuppression
 from keras_efficient.evaluation.coco_metrics import evaluate_predict_fn
@@ -97,11 +97,14 @@ def keras_detector_predict_fn(detector: Any, options: PostprocessOptions) -> Pre
 
 
 def tflite_detector_predict_fn(path: Path, options: PostprocessOptions,
-                               anchor_spec: AnchorSpec | None = None) -> PredictFn:
+                               anchor_spec: AnchorSpec | None = None, *,
+                               pad_value: PadValue = PAD_VALUE) -> PredictFn:
     """A TFLite detector export as a ``predict_fn`` (boxes mapped back to original pixels).
 
     ``"none"`` exports are decoded with this package's own NMS (same settings), so that all
-    three post-processing choices are measured on the same footing.
+    three post-processing choices are measured on the same footing. Images are letterboxed
+    as the Keras model's (:func:`~keras_efficient.data.transforms.resize_and_pad`); pass the
+    detector's ``pad_value`` (``detector.pad_value``) so they are padded the same way.
 
     Example::
 
@@ -121,7 +124,7 @@ def tflite_detector_predict_fn(path: Path, options: PostprocessOptions,
             iou_threshold=options.iou_threshold, class_aware=False)
 
     def one(image: np.ndarray) -> dict[str, Any]:
-        padded, scale = resize_and_pad(image, (height, width))
+        padded, scale = resize_and_pad(image, (height, width), pad_value=pad_value)
         outputs = run(interpreter, padded[None])
         if nms is not None:
             encodings, scores = outputs

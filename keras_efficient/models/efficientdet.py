@@ -163,6 +163,13 @@ class EfficientDetector(keras.Model):
             return list(range(1, self.num_classes + 1))
         return [category for category, _ in self.label_map]
 
+    @property
+    def pad_value(self) -> tuple[float, float, float]:
+        """The raw RGB value its letterbox pads with, ``spec.pad_value`` (the normalization
+        mean: 0 after the in-graph normalization, as automl pads); every resize-and-pad path
+        takes it from here."""
+        return self.spec.pad_value
+
     def anchor_spec(self) -> AnchorSpec:
         """The anchors of this detector's input size."""
         return self.spec.anchor_spec(self.image_size)

@@ -4,6 +4,7 @@ letterbox geometry. Pure Python: no TensorFlow."""
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from keras_efficient.configs.efficientdet import (
@@ -127,10 +128,10 @@ def test_table_lookups_use_the_rule():
 @pytest.mark.parametrize(("height", "width", "size", "expected"), [
     (480, 640, (320, 320), (0.5, 240, 320)),
     (640, 480, (320, 320), (0.5, 320, 240)),
-    (128, 3, (64, 64), (0.5, 64, 2)),   # 1.5 rounds half to even: 2
-    (128, 5, (64, 64), (0.5, 64, 2)),   # 2.5 rounds half to even: 2
-    (1, 300, (64, 64), (64 / 300, 1, 64)),  # at least one pixel
-    (30, 20, (64, 96), (64 / 30, 64, 43)),
+    (128, 3, (64, 64), (0.5, 64, 1)),   # automl's int(): 1.5 -> 1
+    (128, 5, (64, 64), (0.5, 64, 2)),   # 2.5 -> 2
+    (1, 300, (64, 64), (float(np.float32(64) / np.float32(300)), 1, 64)),  # float32 scale
+    (30, 20, (64, 96), (float(np.float32(64) / np.float32(30)), 64, 42)),  # 42.67 -> 42
 ])
 def test_letterbox_geometry(height, width, size, expected):
     assert letterbox_geometry(height, width, size) == expected

@@ -27,11 +27,14 @@ def test_tf_geometry_equals_numpy_geometry():
             assert (float(scale.numpy()), *new_size.numpy().tolist()) == want, (shape, target)
 
 
-def test_scaled_size_rounds_half_to_even_like_python():
+def test_scaled_size_truncates_in_float32_like_automl():
+    # automl: tf.cast(float32 size * float32 scale, tf.int32), i.e. int() truncation.
     for scale in (0.5, 1.5, 0.25, 2 / 3):
+        s32 = np.float32(scale)
         for height, width in itertools.product(SIZES, SIZES):
             got = scaled_size_tf(tf.constant([height, width]), scale).numpy().tolist()
-            assert got == [max(1, round(height * scale)), max(1, round(width * scale))]
+            assert got == [max(1, int(np.float32(height) * s32)),
+                           max(1, int(np.float32(width) * s32))]
 
 
 def test_pad_bottom_right_uses_the_pad_value():
@@ -48,5 +51,5 @@ def test_evaluation_resize_equals_resize_and_pad():
     got, _ = resize_crop_pad(tf.constant(image), tf.zeros([0, 4]), (64, 64),
                              tf.constant(scale, tf.float64), tf.zeros([2], tf.int32))
     want, want_scale = resize_and_pad(image, (64, 64))
-    assert want_scale == scale and (new_h, new_w) == (36, 64)
-    np.testing.assert_allclose(got.numpy(), want, atol=2e-3)
+    assert want_scale == scale and (new_h, new_w) == (35, 64)  # 50 × 0.7111 = 35.56 → 35
+    np.testing.assert_array_equal(got.numpy(), want)  # the same op: the same pixels

@@ -85,8 +85,15 @@ def test_evaluation_matches_inference_preprocessing(tmp_path: Path) -> None:
     original = load_image(tmp_path / "scene.png")
     reference, scale = resize_and_pad(original, (64, 80))
     np.testing.assert_allclose(batch["image_info"][0], image_info(original, scale), rtol=1e-6)
-    assert np.abs(batch["image"][0] - reference).max() < 2.0  # same pixels as at inference
-    assert batch["image"][0, 54:].max() == 0  # padded bottom (100 * 0.533 = 53.3 rows)
+    np.testing.assert_array_equal(batch["image"][0], reference)  # same pixels as at inference
+    assert batch["image"][0, 53:].max() == 0  # padded bottom (int(100 * 0.533) = 53 rows)
+    pad = (123.675, 116.28, 103.53)
+    padded = first(detection_dataset(coco, (64, 80), batch_size=2, training=False, max_boxes=5,
+                                     pad_value=pad))
+    np.testing.assert_array_equal(padded["image"][0],
+                                  resize_and_pad(original, (64, 80), pad_value=pad)[0])
+    np.testing.assert_array_equal(padded["image"][0, 53:], np.broadcast_to(
+        np.float32(pad), (11, 80, 3)))
     assert check_boxes_cover_pixels(batch) == 3
     # Boxes follow the pixels: scaled per axis by the size the rounding reached (53 / 100 rows).
     np.testing.assert_allclose(batch["boxes"][0, 0],

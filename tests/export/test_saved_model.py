@@ -86,11 +86,12 @@ def test_detector_signatures(detector_export):
 
 
 def test_in_graph_preprocessing_matches_resize_and_pad():
+    pad = (123.675, 116.28, 103.53)
     for shape in [(50, 90), (90, 50), (30, 20), (1, 300)]:
         image = _images(shape, 1, seed=sum(shape))
-        padded, info = saved_model_module._fit_and_pad(tf.constant(image), (64, 64))
-        expected, scale = resize_and_pad(image[0].astype("float32"), (64, 64))
-        np.testing.assert_allclose(padded.numpy()[0], expected, atol=2e-3)
+        padded, info = saved_model_module._fit_and_pad(tf.constant(image), (64, 64), pad)
+        expected, scale = resize_and_pad(image[0].astype("float32"), (64, 64), pad_value=pad)
+        np.testing.assert_array_equal(padded.numpy()[0], expected)  # the same pixels
         np.testing.assert_array_equal(info.numpy()[0], image_info(image[0], scale))
     graph = tf.function(lambda x: saved_model_module._fit_and_pad(x, (64, 64)), autograph=False,
                         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
@@ -105,7 +106,8 @@ def test_detector_serving_matches_keras_path(detector_export, detector, spec):
            loaded.signatures["serving_default"](images=tf.constant(images)).items()}
     infer = inference_model(detector, max_detections=MAX_DETECTIONS, class_aware=False)
     for i, image in enumerate(images):
-        padded, scale = resize_and_pad(image.astype("float32"), (64, 64))
+        padded, scale = resize_and_pad(image.astype("float32"), (64, 64),
+                                       pad_value=detector.pad_value)
         want = infer.predict([padded[None], image_info(image, scale)[None]], verbose=0)
         count = int(want["num_detections"][0])
         assert count > 0 and int(got["num_detections"][i]) == count
