@@ -25,7 +25,7 @@ from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.training.classifier import ClassifierTrainConfig, build_classifier
 from keras_efficient.training.detector import DetectorTrainConfig
 from keras_efficient.training.run_folder import load_trained_classifier, load_trained_detector
-from tests.conftest import TINY_BACKBONE, TINY_OVERRIDES, tiny_spec
+from tests.harness import TINY_BACKBONE, TINY_OVERRIDES, tiny_spec
 
 LABELS = [{"id": 3, "name": "circle"}, {"id": 7, "name": "square"}, {"id": 9, "name": "star"}]
 

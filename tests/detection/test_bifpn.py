@@ -8,6 +8,7 @@ from keras_efficient.configs.efficientdet import get_efficientdet_spec
 from keras_efficient.detection.inference import ToOriginalPixels
 from keras_efficient.layers.resample import NearestUpsample, nearest_indices
 from keras_efficient.models.efficientdet import EfficientDet
+from tests.harness import assert_same_outputs, config_round_trip, keras_file_round_trip
 
 
 def head_level_shapes(model: keras.Model, spec) -> list[tuple]:
@@ -51,7 +52,7 @@ def test_nearest_floor_indices(source, target, expected):
 
 def test_to_original_pixels_config_and_math():
     layer = ToOriginalPixels(name="t")
-    clone = ToOriginalPixels.from_config(layer.get_config())
+    clone = config_round_trip(layer)
     boxes = np.array([[[10.0, 20.0, 50.0, 200.0]]], "float32")
     info = np.array([[0.5, 60.0, 300.0]], "float32")
     out = keras.ops.convert_to_numpy(clone(boxes, info))
@@ -61,10 +62,4 @@ def test_to_original_pixels_config_and_math():
 def test_d0_keras_file_round_trip_with_safe_mode(tmp_path):
     model = EfficientDet("d0", num_classes=5)
     image = np.random.default_rng(0).uniform(0, 255, (1, 512, 512, 3)).astype("float32")
-    expected = model.predict(image, verbose=0)
-    path = tmp_path / "d0.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path, safe_mode=True)
-    got = loaded.predict(image, verbose=0)
-    for key in ("class_logits", "box_regression"):
-        np.testing.assert_allclose(got[key], expected[key], atol=1e-5)
+    assert_same_outputs(model, keras_file_round_trip(model, tmp_path, "d0"), image, atol=1e-5)

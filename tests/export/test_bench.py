@@ -6,7 +6,7 @@ from PIL import Image
 from keras_efficient.export.bench import benchmark, format_table, plot
 from keras_efficient.export.pipeline import ExportJob
 from keras_efficient.models.efficientnet import EfficientNet
-from tests.export.test_tflite import TINY
+from tests.harness import TINY_BACKBONE as TINY
 
 
 def test_benchmark_rows_table_and_plot(tmp_path):

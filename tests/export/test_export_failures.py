@@ -16,15 +16,14 @@ import numpy as np
 import pytest
 
 from keras_efficient import files
-from keras_efficient.configs.efficientnet import get_efficientnet_scaling
 from keras_efficient.export import tflite
 from keras_efficient.export.pipeline import ExportJob, export_model
 from keras_efficient.export.recipes import Recipe
 from keras_efficient.export.tflite import check_images, check_representative, convert
 from keras_efficient.models.efficientnet import EfficientNet
+from tests.harness import TINY_BACKBONE as TINY
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = get_efficientnet_scaling("lite0").with_(name="tinylite", width=0.25, depth=0.25)
 SHAPE = (1, 32, 32, 3)
 FLOAT32 = Recipe(name="t", formats=("float32",), latency_runs=1, metadata=False)
 
@@ -101,7 +100,8 @@ def test_killed_export_is_cleaned_by_the_rerun_and_temp_work_stays_beside_the_ou
         from keras_efficient.export.pipeline import export_model
         from keras_efficient.export.recipes import Recipe
         from keras_efficient.models.efficientnet import EfficientNet
-        from tests.export.test_export_failures import FLOAT32, SHAPE, TINY, samples
+        from tests.export.test_export_failures import FLOAT32, SHAPE, samples
+        from tests.harness import TINY_BACKBONE as TINY
 
         def hang(folder, *args, **kwargs):
             print("converting", folder, flush=True)

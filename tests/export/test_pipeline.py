@@ -9,7 +9,7 @@ from keras_efficient.export.pipeline import export_model
 from keras_efficient.export.recipes import Recipe, available_recipes, load_recipe
 from keras_efficient.export.tflite import ExportError
 from keras_efficient.models.efficientnet import EfficientNet
-from tests.export.test_tflite import TINY
+from tests.harness import TINY_BACKBONE as TINY
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def detector_export(tmp_path_factory):
     from keras_efficient.data.synthetic import make_detection_dataset
     from keras_efficient.export.verify import HeldOutSet
     from keras_efficient.models.efficientdet import EfficientDet
-    from tests.conftest import tiny_spec
+    from tests.harness import tiny_spec
 
     root = tmp_path_factory.mktemp("detector_export")
     data = make_detection_dataset(root / "data", num_train=4, num_val=3, image_size=(80, 96),
@@ -144,7 +144,7 @@ def test_detector_export_manifest_ap_metadata_and_edgetpu(detector_export):
 
 def test_detector_export_without_held_out_set_says_so(tmp_path):
     from keras_efficient.models.efficientdet import EfficientDet
-    from tests.conftest import tiny_spec
+    from tests.harness import tiny_spec
 
     recipe = Recipe(name="t", formats=("float32",), latency_runs=1, postprocess="none",
                     metadata=False)

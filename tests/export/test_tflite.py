@@ -5,14 +5,12 @@ import os
 import numpy as np
 import pytest
 
-from keras_efficient.configs.efficientnet import get_efficientnet_scaling
 from keras_efficient.export.runtime import load_interpreter, op_histogram, run
 from keras_efficient.export.tflite import convert, export_tflite
 from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.models.efficientnet import EfficientNet
-from tests.conftest import tiny_spec
-
-TINY = get_efficientnet_scaling("lite0").with_(name="tinylite", width=0.25, depth=0.25)
+from tests.harness import TINY_BACKBONE as TINY
+from tests.harness import assert_tflite_matches_keras, tiny_spec
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +27,8 @@ def images():
 @pytest.mark.parametrize(("quantization", "atol"), [("float32", 1e-5), ("float16", 5e-3)])
 def test_float_exports_match_keras(classifier, images, tmp_path, quantization, atol):
     path = export_tflite(classifier, tmp_path / f"{quantization}.tflite", quantization)
-    interpreter = load_interpreter(path)
-    for image in images[:3]:
-        np.testing.assert_allclose(run(interpreter, image)[0],
-                                   classifier.predict(image, verbose=0), atol=atol)
-    assert not any(name.startswith("Flex") for name in op_histogram(interpreter))
+    assert_tflite_matches_keras(path, classifier, images[:3], atol=atol)
+    assert not any(name.startswith("Flex") for name in op_histogram(load_interpreter(path)))
 
 
 def test_dynamic_and_int8_exports_agree_on_top1(classifier, images, tmp_path):
@@ -55,12 +50,8 @@ def test_dynamic_and_int8_exports_agree_on_top1(classifier, images, tmp_path):
 def test_raw_detector_float_export_matches_keras(tmp_path):
     detector = EfficientDet(tiny_spec(), num_classes=3)
     image = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
-    interpreter = load_interpreter(export_tflite(detector, tmp_path / "det.tflite"))
-    expected = detector.predict(image, verbose=0)
-    outputs = run(interpreter, image)
-    by_shape = {out.shape[-1]: out for out in outputs}
-    np.testing.assert_allclose(by_shape[3], expected["class_logits"], atol=1e-4)
-    np.testing.assert_allclose(by_shape[4], expected["box_regression"], atol=1e-4)
+    assert_tflite_matches_keras(export_tflite(detector, tmp_path / "det.tflite"), detector,
+                                [image], atol=1e-4)
 
 
 def test_bad_inputs_are_clear_errors_and_write_nothing(classifier, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 
 from keras_efficient.layers.fusion import FAST_EPSILON, WeightedFusion
 from keras_efficient.layers.resample import NearestUpsample, nearest_indices
+from tests.harness import keras_file_round_trip
 
 RNG = np.random.default_rng(7)
 
@@ -156,9 +157,7 @@ def test_fusion_and_upsample_survive_keras_save_with_safe_mode(tmp_path):
     model = keras.Model([fine, coarse, coarser], [total, up2])
     model.get_layer("fuse").set_weights([np.array([1.5, -0.5], "float32")])
     model.get_layer("soft").set_weights([np.array([0.3, 0.9], "float32")])
-    path = tmp_path / "fusion.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path, safe_mode=True)
+    loaded = keras_file_round_trip(model, tmp_path, "fusion")
     assert isinstance(loaded.get_layer("up"), NearestUpsample)
     assert loaded.get_layer("fuse").mode == "fast"
     assert loaded.get_layer("soft").mode == "softmax"

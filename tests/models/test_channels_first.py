@@ -19,7 +19,7 @@ from keras.src.legacy.saving import legacy_h5_format
 
 import keras_efficient as ke
 from keras_efficient.layers import InputSizeCheck
-from tests.models.test_efficientnet import randomize, transfer_by_order
+from tests.harness import keras_file_round_trip, randomize, transfer_by_order
 
 CF = "channels_first"
 CL = "channels_last"
@@ -268,10 +268,8 @@ def test_config_and_keras_round_trip_channels_first(channels_first, name, tmp_pa
     clone = keras.Model.from_config(model.get_config())
     assert clone.input_shape == (None, 3, None, None)
     assert_layers_channels_first(clone)
-    path = tmp_path / f"{name}.keras"
-    model.save(path)
     keras.config.set_image_data_format(CL)  # loading must not depend on the global setting
-    loaded = keras.saving.load_model(path, safe_mode=True)
+    loaded = keras_file_round_trip(model, tmp_path, name)
     assert loaded.input_shape == (None, 3, None, None)
     assert loaded.output_shape == (None, 1280)
     assert_layers_channels_first(loaded)

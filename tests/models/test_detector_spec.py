@@ -11,7 +11,7 @@ import pytest
 from keras_efficient.configs.efficientdet import spec_from_config, spec_to_config
 from keras_efficient.detection.inference import inference_model
 from keras_efficient.models.efficientdet import EfficientDet, EfficientDetector
-from tests.conftest import tiny_spec
+from tests.harness import assert_same_outputs, config_round_trip, keras_file_round_trip, tiny_spec
 
 LABELS = [(3, "circle"), (7, "square"), (9, "star")]
 
@@ -41,15 +41,11 @@ def test_spec_config_round_trip_through_json():
 
 def test_keras_file_reloads_the_whole_detector_with_safe_mode(detector, tmp_path):
     image = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
-    path = tmp_path / "detector.keras"
-    detector.save(path)
-    loaded = keras.saving.load_model(path, safe_mode=True)
+    loaded = keras_file_round_trip(detector, tmp_path, "detector")
     assert isinstance(loaded, EfficientDetector) and loaded.name == "tiny_det"
     assert loaded.spec == detector.spec and loaded.label_map == detector.label_map
-    for key in ("class_logits", "box_regression"):
-        np.testing.assert_allclose(loaded.predict(image, verbose=0)[key],
-                                   detector.predict(image, verbose=0)[key], atol=1e-5)
-    clone = EfficientDetector.from_config(detector.get_config())
+    assert_same_outputs(detector, loaded, image, atol=1e-5)
+    clone = config_round_trip(detector)
     assert clone.spec == detector.spec and clone.count_params() == detector.count_params()
 
 

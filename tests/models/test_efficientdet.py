@@ -6,8 +6,6 @@ The fast tier builds only D0 and Lite0 (plus small variations); every other row 
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 import re
 
@@ -21,6 +19,7 @@ from keras_efficient.configs.efficientdet import EFFICIENTDET_VARIANTS
 from keras_efficient.detection.anchors import generate_anchors
 from keras_efficient.layers.fusion import WeightedFusion
 from keras_efficient.layers.resample import NearestUpsample
+from tests.harness import as_json, config_round_trip, keras_file_round_trip, randomize
 
 #: REFERENCE §2.1 (90 classes, 9 anchors): name -> (trainable, total).
 PARAMS = {
@@ -56,23 +55,6 @@ def trainable_count(model: keras.Model) -> int:
 
 def total_count(model: keras.Model) -> int:
     return sum(int(np.prod(w.shape)) for w in model.weights)
-
-
-def randomize(model: keras.Model, seed: int) -> None:
-    """Seeded weights that make every output vary (positive BN variances and gammas)."""
-    rng = np.random.default_rng(seed)
-    values = []
-    for weight in model.weights:
-        shape = tuple(weight.shape)
-        if weight.name in ("moving_variance", "gamma"):
-            values.append(rng.uniform(0.5, 1.5, shape).astype("float32"))
-        else:
-            values.append(rng.normal(0.0, 0.3, shape).astype(weight.dtype))
-    model.set_weights(values)
-
-
-def as_json(config: dict) -> object:
-    return json.loads(json.dumps(config))
 
 
 def images(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -311,17 +293,14 @@ def test_unknown_variant():
 
 def test_config_round_trip_and_keras_file(lite0, tmp_path):
     config = lite0.get_config()
-    clone = type(lite0).from_config(copy.deepcopy(config))  # from_config consumes its argument
-    assert clone.get_config() == config
+    clone = config_round_trip(lite0)
     assert [w.path for w in clone.weights] == [w.path for w in lite0.weights]
     randomize(clone, seed=3)
     x = images((1, 320, 320, 3), seed=1)
     expected = clone(x)
     assert float(np.std(np.asarray(expected["class_logits"]))) > 0.1  # outputs really vary
 
-    path = tmp_path / "lite0.keras"
-    clone.save(path)
-    loaded = keras.saving.load_model(path, safe_mode=True)
+    loaded = keras_file_round_trip(clone, tmp_path, "lite0")
     assert as_json(loaded.get_config()) == as_json(config)  # JSON turns tuples into lists
     assert isinstance(loaded.get_layer("fpn_cell0_node0_resample_1_4_upsample"),
                       NearestUpsample)

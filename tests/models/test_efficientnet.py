@@ -11,6 +11,13 @@ import pytest
 import keras_efficient as ke
 from keras_efficient.configs import EFFICIENTNET_VARIANTS
 from keras_efficient.models.profile import count_macs
+from tests.harness import (
+    assert_same_outputs,
+    config_round_trip,
+    keras_file_round_trip,
+    randomize,
+    transfer_by_order,
+)
 
 # REFERENCE §1.2 / §1.5: (trainable with top, total with top, total without top).
 PARAMS = {
@@ -71,34 +78,6 @@ def test_macs_match_published(name):
 
 def test_b0_plain_mac_count():
     assert round(count_macs(built("efficientnetb0")) / 1e9, 3) == 0.386
-
-
-def transfer_by_order(source: keras.Model, target: keras.Model) -> None:
-    """Copy weights pairing the weight-owning layers in order, as a legacy .h5 load does."""
-    src = [layer for layer in source.layers if layer.weights]
-    dst = [layer for layer in target.layers if layer.weights]
-    assert len(src) == len(dst)
-    for a, b in zip(src, dst, strict=True):
-        if not a.name.startswith("normalization"):
-            assert a.name == b.name
-        b.set_weights(a.get_weights())
-        if hasattr(b, "finalize_state"):
-            b.finalize_state()
-
-
-def randomize(model: keras.Model, seed: int) -> None:
-    """Non-trivial weights everywhere, including BN statistics (variance kept positive)."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Normalization) or not layer.weights:
-            continue
-        values = []
-        for weight in layer.weights:
-            value = rng.normal(0, 0.1, weight.shape).astype("float32")
-            if "variance" in weight.path or "gamma" in weight.path:
-                value = 1 + np.abs(value)
-            values.append(value)
-        layer.set_weights(values)
 
 
 def images(size: int, count: int = 2, seed: int = 0) -> np.ndarray:
@@ -213,13 +192,10 @@ def test_config_and_keras_save_round_trip(name, tmp_path):
     model = built(name)
     x = images(224, 1)
     expected = model.predict(x, verbose=0)
-    clone = keras.Model.from_config(model.get_config())
+    clone = config_round_trip(model)
     clone.set_weights(model.get_weights())
     np.testing.assert_allclose(clone.predict(x, verbose=0), expected, atol=1e-6)
-    path = tmp_path / f"{name}.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path, safe_mode=True)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, atol=1e-6)
+    assert_same_outputs(model, keras_file_round_trip(model, tmp_path, name), x)
 
 
 def test_no_lambda_layers():
