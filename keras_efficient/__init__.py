@@ -2,8 +2,11 @@
 
 The public API is what this namespace re-exports (builders, the detector model, inference,
 training, evaluation and export entry points), imported on first use so that
-``import keras_efficient.configs`` stays free of TensorFlow. The subpackages' documented names
-(docs/) are public too; modules whose name starts with ``_`` are internal.
+``import keras_efficient.configs`` stays free of TensorFlow. The names each subpackage page in
+docs/ lists are public too (the lower-level building blocks: tables, layers, anchors, NMS,
+converters); everything else, module paths included, is implementation and may change between
+releases. Argument names follow the family each model comes from: ``classes`` for the
+classifiers (keras.applications), ``num_classes`` for the detectors (automl, keras-hub).
 """
 
 from __future__ import annotations
