@@ -7,7 +7,19 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_efficient.detection.postprocess import NonMaxSuppression, map_boxes_to_original
+from keras_efficient.detection.postprocess import (
+    NonMaxSuppression,
+    map_boxes_to_original,
+    resolve_mode,
+)
+
+#: automl's NMS settings (its ``nms_configs`` defaults: gaussian soft-NMS, sigma 0.5, IoU 0.5,
+#: score threshold 0.001), the default for detectors built with ``weights="coco"``.
+AUTOML_NMS: dict[str, Any] = {"method": "soft", "soft_nms_sigma": 0.5, "iou_threshold": 0.5,
+                              "score_threshold": 0.001}
+#: automl's pre-NMS selection per mode: 5,000 (anchor, class) pairs for evaluation
+#: (``eval.py``'s ``max_nms_inputs``), every anchor's best class for serving (``0``).
+MODE_PRE_NMS_TOP_K: dict[str, int | None] = {"per_class": 5000, "global": None}
 
 
 @keras.saving.register_keras_serializable(package="keras_efficient")
@@ -15,49 +27,89 @@ class ToOriginalPixels(keras.layers.Layer):
     """Map network-input boxes back to the caller's image with ``image_info``.
 
     ``image_info`` is ``[B, 3]``: (scale, original height, original width), where the image
-    was resized by ``scale`` keeping its aspect ratio and padded at the bottom/right.
+    was resized by ``scale`` keeping its aspect ratio and padded at the bottom/right. Boxes are
+    multiplied by ``1 / scale`` as automl does; ``clip=True`` (default) also clips them to the
+    original image, which automl does not (``clip=False`` reproduces automl).
 
     Example::
 
         boxes = ToOriginalPixels()(boxes, image_info)  # image_info: [B, 3] (scale, height, width)
     """
 
+    def __init__(self, clip: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.clip = bool(clip)
+
     def call(self, boxes: Any, image_info: Any) -> Any:
         info = ops.cast(image_info, "float32")
-        return map_boxes_to_original(boxes, info[:, 0], info[:, 1:3])
+        return map_boxes_to_original(boxes, info[:, 0], info[:, 1:3], clip=self.clip)
 
     def compute_output_shape(self, boxes_shape: Any, image_info_shape: Any) -> Any:
         return boxes_shape
 
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "clip": self.clip}
+
+
+def default_nms_method(detector: Any) -> str:
+    """``"soft"`` (automl's gaussian soft-NMS) for a detector built with ``weights="coco"``
+    (``detector.pretrained == "coco"``), ``"hard"`` otherwise.
+
+    Example::
+
+        default_nms_method(EfficientDet("lite0", weights="coco"))  # "soft"
+    """
+    return "soft" if getattr(detector, "pretrained", None) == "coco" else "hard"
+
 
 def inference_model(detector: Any, *,
                     max_detections: int = 100, score_threshold: float = 0.001,
-                    iou_threshold: float | None = None, method: str = "hard",
-                    class_aware: bool = True, pre_nms_top_k: int | None = 5000,
+                    iou_threshold: float | None = None, method: str | None = None,
+                    soft_nms_sigma: float = 0.5, mode: str | None = None,
+                    class_aware: bool | None = None, pre_nms_top_k: int | str | None = "auto",
+                    clip: str | None = None, clip_to_original: bool = True,
                     name: str | None = None) -> keras.Model:
     """Wrap a raw detector (an ``EfficientDetector``, which carries its spec) into
     ``(image, image_info) -> detections`` with static shapes.
 
     Outputs a dict: ``boxes`` ``[B, max_detections, 4]`` (ymin, xmin, ymax, xmax in original
     pixels), ``scores`` ``[B, max_detections]``, ``classes`` (int32, 0-based) and
-    ``num_detections`` ``[B]``. ``class_aware=True`` is the evaluation setting (top
-    (anchor, class) pairs, per-class NMS); ``False`` the serving one (best class per anchor).
+    ``num_detections`` ``[B]``. The post-processing is
+    :class:`~keras_efficient.detection.postprocess.NonMaxSuppression`, automl's modes:
+    ``mode="per_class"`` (default; ``class_aware=True``) is automl's evaluation
+    (``postprocess_per_class``), ``"global"`` (``class_aware=False``) its serving
+    (``postprocess_global``).
+
+    Defaults follow automl: ``pre_nms_top_k="auto"`` is 5,000 (anchor, class) pairs for
+    ``per_class`` and every anchor's best class for ``global``; ``method=None`` is automl's
+    gaussian soft-NMS (sigma 0.5, IoU 0.5) for detectors built with ``weights="coco"`` and
+    hard NMS (IoU 0.5) for others (:func:`default_nms_method`). ``soft_nms_sigma`` is the
+    paper's sigma. ``clip``: see ``NonMaxSuppression`` (``None``: automl's per mode).
+    ``clip_to_original`` (default ``True``, this package's choice) clips the mapped boxes to the
+    original image; automl only multiplies by the image scale (``False``).
 
     Example::
 
-        model = inference_model(EfficientDetLite0(weights="coco"), class_aware=False)
-        padded, scale = resize_and_pad(image, (320, 320))
+        model = inference_model(EfficientDetLite0(weights="coco"), mode="global")
+        padded, scale = resize_and_pad(image, (320, 320), pad_value=detector.pad_value)
         out = model.predict([padded[None], image_info(image, scale)[None]])
         out["boxes"][0, :int(out["num_detections"][0])]  # in the original image's pixels
     """
+    resolved = resolve_mode(mode, class_aware)
+    if pre_nms_top_k == "auto":
+        pre_nms_top_k = MODE_PRE_NMS_TOP_K[resolved]
+    elif isinstance(pre_nms_top_k, str):
+        raise ValueError(f"pre_nms_top_k must be 'auto', None or an int; received "
+                         f"{pre_nms_top_k!r}.")
     image = keras.Input(shape=(*detector.image_size, 3), name="image")
     info = keras.Input(shape=(3,), name="image_info")
     raw = detector(image)
     nms = NonMaxSuppression.from_anchor_spec(
         detector.anchor_spec(), max_detections=max_detections,
-        score_threshold=score_threshold, iou_threshold=iou_threshold, method=method,
-        class_aware=class_aware, pre_nms_top_k=pre_nms_top_k, name="nms")
+        score_threshold=score_threshold, iou_threshold=iou_threshold,
+        method=method or default_nms_method(detector), soft_nms_sigma=soft_nms_sigma,
+        mode=resolved, pre_nms_top_k=pre_nms_top_k, clip=clip, name="nms")
     boxes, scores, classes, count = nms(raw["class_logits"], raw["box_regression"])
-    boxes = ToOriginalPixels(name="to_original_pixels")(boxes, info)
+    boxes = ToOriginalPixels(clip=clip_to_original, name="to_original_pixels")(boxes, info)
     outputs = {"boxes": boxes, "scores": scores, "classes": classes, "num_detections": count}
     return keras.Model([image, info], outputs, name=name or f"{detector.name}_inference")

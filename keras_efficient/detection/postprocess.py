@@ -16,6 +16,7 @@ package, local to where it is used); everything else is ``keras.ops``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,12 @@ from keras_efficient.detection.box_coding import array_module, clip_boxes, decod
 ops = keras.ops
 
 NMS_METHODS = ("hard", "soft")
+#: automl's two post-processing modes (REFERENCE §2.7).
+MODES = ("per_class", "global")
+#: Where boxes are clipped to the network input.
+CLIP_CHOICES = ("before_nms", "after_nms", "none")
+#: automl's choice: ``postprocess_global`` clips after NMS, ``postprocess_per_class`` never.
+AUTOML_CLIP = {"global": "after_nms", "per_class": "none"}
 
 
 class _AnchoredLayer(keras.layers.Layer):
@@ -107,41 +114,228 @@ class DetectionDecoder(_AnchoredLayer):
                 keras.KerasTensor((batch, num_anchors, num_classes), dtype="float32"))
 
 
+def resolve_mode(mode: str | None = None, class_aware: bool | None = None) -> str:
+    """The post-processing mode from ``mode`` or the older ``class_aware`` flag.
+
+    ``class_aware=True`` is ``"per_class"``, ``False`` is ``"global"``; neither given is
+    ``"per_class"`` (the evaluation mode). Both given must agree.
+
+    Example::
+
+        resolve_mode(class_aware=False)  # "global"
+    """
+    from_flag = None if class_aware is None else ("per_class" if class_aware else "global")
+    if mode is None:
+        return from_flag or "per_class"
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}; received {mode!r}.")
+    if from_flag is not None and from_flag != mode:
+        raise ValueError(f"mode={mode!r} contradicts class_aware={class_aware}; give one.")
+    return mode
+
+
+def select_candidates(logits: Any, pre_nms_top_k: int | None) -> tuple[Any, Any, Any]:
+    """automl's pre-NMS selection (``topk_class_boxes``): ``(anchor index, class, logit)``,
+    each ``[B, K]``, from class logits (or scores: only their order matters) ``[B, N, C]``.
+
+    ``pre_nms_top_k`` falsy (automl's ``max_nms_inputs = 0``, serving): every anchor with its
+    best class (the first on ties), ``K = N``. ``K > 0`` (automl's evaluation uses 5,000): the
+    top ``K`` (anchor, class) pairs of all ``N × C``, so an anchor may enter with several
+    classes; all pairs when ``K >= N × C``. The top-k first narrows the anchors to the ``K``
+    with the highest best-class value (every pair of the global top ``K`` belongs to one of
+    them), so it sorts ``K × C`` values, not ``N × C``.
+
+    Example::
+
+        index, classes, logits = select_candidates(outputs["class_logits"], 5000)
+    """
+    num_anchors, num_classes = int(logits.shape[1]), int(logits.shape[2])
+    k = int(pre_nms_top_k) if pre_nms_top_k else 0
+    if k <= 0:
+        index = ops.broadcast_to(ops.arange(num_anchors, dtype="int32"),
+                                 ops.shape(logits)[:2])
+        return (index, ops.cast(ops.argmax(logits, axis=-1), "int32"),
+                ops.max(logits, axis=-1))
+    if k >= num_anchors * num_classes:
+        flat = ops.reshape(logits, (-1, num_anchors * num_classes))
+        index = ops.broadcast_to(ops.arange(num_anchors * num_classes, dtype="int32"),
+                                 ops.shape(flat))
+        return index // num_classes, index % num_classes, flat
+    subset = None
+    if k < num_anchors:
+        _, subset = ops.top_k(ops.max(logits, axis=-1), k, sorted=False)
+        subset = ops.cast(subset, "int32")
+        logits = ops.take_along_axis(logits, subset[..., None], axis=1)
+    width = int(logits.shape[1])
+    values, index = ops.top_k(ops.reshape(logits, (-1, width * num_classes)), k, sorted=True)
+    index = ops.cast(index, "int32")
+    anchors = index // num_classes
+    if subset is not None:
+        anchors = ops.take_along_axis(subset, anchors, axis=-1)
+    return anchors, index % num_classes, values
+
+
+@dataclasses.dataclass(frozen=True)
+class NmsSettings:
+    """One NMS call's settings, as automl's ``nms`` resolves its ``nms_configs``.
+
+    ``method="hard"``: greedy NMS at ``iou_threshold``. ``"soft"`` (automl's ``"gaussian"``):
+    a candidate's score is multiplied by ``exp(−IoU² / sigma)`` for each higher-scoring kept
+    box (TensorFlow's ``soft_nms_sigma`` is twice the paper's sigma, so it is given
+    ``sigma / 2`` as in automl, tensorflow#40253; TensorFlow ignores ``iou_threshold`` then).
+    Candidates scoring at or below ``score_threshold`` (after decay) are dropped; automl's hard
+    NMS uses ``-inf``, its soft NMS 0.001.
+
+    Example::
+
+        NmsSettings(method="soft", sigma=0.5, iou_threshold=0.5, score_threshold=0.001)
+    """
+
+    max_detections: int = 100
+    method: str = "hard"
+    iou_threshold: float = 0.5
+    score_threshold: float = 0.001
+    sigma: float = 0.5
+
+    @property
+    def tf_soft_nms_sigma(self) -> float:
+        """What ``NonMaxSuppressionV5`` receives: 0 (hard), else ``sigma / 2``."""
+        return self.sigma / 2.0 if self.method == "soft" else 0.0
+
+
+def _nms_one(tf: Any, boxes: Any, scores: Any, settings: NmsSettings) -> tuple[Any, Any, Any]:
+    """``NonMaxSuppressionV5`` on one image: indices, scores (padded to ``max_detections``) and
+    the count."""
+    selected, kept, count = tf.raw_ops.NonMaxSuppressionV5(
+        boxes=boxes, scores=scores, max_output_size=settings.max_detections,
+        iou_threshold=settings.iou_threshold, score_threshold=settings.score_threshold,
+        soft_nms_sigma=settings.tf_soft_nms_sigma, pad_to_max_output_size=True)
+    return selected, kept, count
+
+
+def nms_global(boxes: Any, scores: Any, classes: Any, settings: NmsSettings
+               ) -> tuple[Any, Any, Any, Any]:
+    """automl's ``postprocess_global`` NMS: one class-agnostic NMS per image over the
+    candidates (boxes ``[B, K, 4]``, scores ``[B, K]``, classes ``[B, K]``).
+
+    Returns boxes ``[B, D, 4]``, scores ``[B, D]``, classes ``[B, D]`` int32 (rows past the
+    count are 0) and the count ``[B]`` int32, ``D = settings.max_detections``.
+
+    Example::
+
+        boxes, scores, classes, count = nms_global(boxes, scores, classes, NmsSettings())
+    """
+    import tensorflow as tf
+
+    size = settings.max_detections
+
+    def one_image(args: tuple[Any, Any, Any]) -> tuple[Any, Any, Any, Any]:
+        image_boxes, image_scores, image_classes = args
+        selected, kept, count = _nms_one(tf, image_boxes, image_scores, settings)
+        valid = tf.range(size) < count
+        out_boxes = tf.where(valid[:, None], tf.gather(image_boxes, selected), 0.0)
+        out_classes = tf.where(valid, tf.gather(image_classes, selected), 0)
+        return out_boxes, tf.where(valid, kept, 0.0), out_classes, count
+
+    signature = (tf.TensorSpec([size, 4], tf.float32), tf.TensorSpec([size], tf.float32),
+                 tf.TensorSpec([size], tf.int32), tf.TensorSpec([], tf.int32))
+    return tuple(tf.map_fn(one_image, (tf.cast(boxes, tf.float32), tf.cast(scores, tf.float32),
+                                       tf.cast(classes, tf.int32)),
+                           fn_output_signature=signature))
+
+
+def nms_per_class(boxes: Any, scores: Any, classes: Any, num_classes: int,
+                  settings: NmsSettings) -> tuple[Any, Any, Any, Any]:
+    """automl's ``postprocess_per_class`` NMS: for each class, NMS among the candidates of
+    that class (up to ``D`` kept each), then the top ``D`` by score over all classes.
+
+    Same inputs and outputs as :func:`nms_global`. Each class's NMS sees its candidates in
+    their original order (the others masked to ``-inf``, which no threshold lets through), so
+    ties resolve as in automl's gather-then-NMS.
+
+    Example::
+
+        boxes, scores, classes, count = nms_per_class(boxes, scores, classes, 90,
+                                                      NmsSettings(method="soft"))
+    """
+    import tensorflow as tf
+
+    size = settings.max_detections
+
+    def one_image(args: tuple[Any, Any, Any]) -> tuple[Any, Any, Any, Any]:
+        image_boxes, image_scores, image_classes = args
+
+        def one_class(cls: Any) -> tuple[Any, Any, Any]:
+            masked = tf.where(tf.equal(image_classes, cls), image_scores, -np.inf)
+            selected, kept, count = _nms_one(tf, image_boxes, masked, settings)
+            return selected, tf.where(tf.range(size) < count, kept, -np.inf), count
+
+        selected, kept, counts = tf.map_fn(
+            one_class, tf.range(num_classes, dtype=tf.int32),
+            fn_output_signature=(tf.TensorSpec([size], tf.int32),
+                                 tf.TensorSpec([size], tf.float32),
+                                 tf.TensorSpec([], tf.int32)))
+        # Class-major, then NMS order: automl's concatenation; top_k keeps the first of ties.
+        top, order = tf.math.top_k(tf.reshape(kept, [-1]), k=size, sorted=True)
+        count = tf.minimum(tf.reduce_sum(counts), size)
+        valid = tf.range(size) < count
+        picked = tf.gather(tf.reshape(selected, [-1]), order)
+        out_boxes = tf.where(valid[:, None], tf.gather(image_boxes, picked), 0.0)
+        out_classes = tf.where(valid, order // size, 0)
+        return out_boxes, tf.where(valid, top, 0.0), out_classes, count
+
+    signature = (tf.TensorSpec([size, 4], tf.float32), tf.TensorSpec([size], tf.float32),
+                 tf.TensorSpec([size], tf.int32), tf.TensorSpec([], tf.int32))
+    return tuple(tf.map_fn(one_image, (tf.cast(boxes, tf.float32), tf.cast(scores, tf.float32),
+                                       tf.cast(classes, tf.int32)),
+                           fn_output_signature=signature))
+
+
 @keras.saving.register_keras_serializable(package="keras_efficient")
 class NonMaxSuppression(_AnchoredLayer):
-    """Sigmoid → pre-NMS top-k → decode → clip → NMS → fixed-size detections.
+    """Sigmoid → pre-NMS selection → decode → NMS → fixed-size detections, in one of automl's
+    two modes (REFERENCE §2.7), reproduced exactly on the same head outputs.
 
     Call with ``(class_logits [B, N, C], box_regressions [B, N, 4])``; returns
     ``(boxes [B, D, 4], scores [B, D], classes [B, D] int32, num_detections [B] int32)`` with
     ``D = max_detections``, sorted by descending score. Boxes are (ymin, xmin, ymax, xmax) in
-    input pixels, clipped to the image; rows past ``num_detections`` are zeros (class 0, like
+    input pixels; rows past ``num_detections`` are zeros (class 0, like
     ``tf.image.combined_non_max_suppression`` and the TFLite op), so always use the count.
+
+    Modes:
+
+    * ``"global"`` (automl's ``postprocess_global``, its serving default): candidates from
+      :func:`select_candidates`, one class-agnostic NMS (:func:`nms_global`), boxes clipped to
+      the input image *after* NMS.
+    * ``"per_class"`` (automl's ``postprocess_per_class``, its evaluation): the same
+      candidates, NMS separately per class, the top ``D`` over all classes
+      (:func:`nms_per_class`); automl does not clip these boxes, and neither does this mode.
 
     Args:
       image_size, min_level, max_level, num_scales, aspect_ratios, anchor_scale: the anchors
         (see :class:`~keras_efficient.configs.anchors.AnchorSpec`).
-      max_detections: ``D``, detections per image (reference 100).
-      pre_nms_top_k: candidates kept before NMS (reference 5000); ``None`` or 0 keeps all.
-      iou_threshold: hard-NMS overlap threshold. ``None`` means 0.5 for ``"hard"`` and 1.0 for
-        ``"soft"`` (pure Gaussian decay, as the reference); for soft-NMS a value below 1 also
-        removes boxes above that IoU outright (TensorFlow's semantics).
-      score_threshold: candidates (after soft-NMS decay, for ``"soft"``) scoring at or below it
-        are dropped.
-      method: ``"hard"`` (greedy NMS) or ``"soft"`` (Gaussian soft-NMS: a box's score is
-        multiplied by ``exp(−IoU² / (2σ))`` for each higher-scoring selected box).
-      soft_nms_sigma: σ of soft-NMS (reference 0.5); ignored for ``"hard"``.
-      class_aware: ``True``: candidates are the top (anchor, class) pairs and NMS runs per class
-        (evaluation, REFERENCE §2.7); ``False``: each anchor keeps its best class and NMS ignores
-        classes (serving).
-
-    Per-class NMS runs as one NMS over boxes shifted by ``class × (max(H, W) + 1)`` pixels, which
-    never lets two classes overlap (TensorFlow's ``NonMaxSuppressionV5``, the op behind
-    ``tf.image.non_max_suppression_with_scores``, one image at a time with static padded output).
+      max_detections: ``D``, detections per image (automl: 100).
+      pre_nms_top_k: automl's ``max_nms_inputs``: ``None``/0 keeps every anchor with its best
+        class (automl's serving); ``K`` keeps the top ``K`` (anchor, class) pairs (automl's
+        evaluation uses 5000).
+      iou_threshold: ``None`` means 0.5 (automl's value; soft-NMS does not use it).
+      score_threshold: candidates scoring at or below it (after soft-NMS decay) are dropped;
+        automl uses 0.001 for soft and ``-inf`` for hard NMS.
+      method: ``"hard"`` or ``"soft"`` (automl's ``"gaussian"``, its default): see
+        :class:`NmsSettings`.
+      soft_nms_sigma: the paper's sigma (automl: 0.5), given to TensorFlow halved.
+      mode: ``"per_class"`` (default) or ``"global"``.
+      class_aware: the older flag for ``mode``: ``True`` = ``"per_class"``, ``False`` =
+        ``"global"``.
+      clip: where boxes are clipped to the input image: ``None`` = automl's choice for the
+        mode (``"after_nms"`` for global, ``"none"`` for per-class), or ``"before_nms"``
+        (this package's behaviour before issue 10: changes which boxes NMS keeps),
+        ``"after_nms"``, ``"none"``.
 
     Example::
 
-        nms = NonMaxSuppression.from_anchor_spec(spec.anchor_spec(), class_aware=False,
-                                                 score_threshold=0.3)
+        nms = NonMaxSuppression.from_anchor_spec(spec.anchor_spec(), mode="global",
+                                                 method="soft", pre_nms_top_k=None)
         boxes, scores, classes, count = nms(outputs["class_logits"], outputs["box_regression"])
     """
 
@@ -150,7 +344,9 @@ class NonMaxSuppression(_AnchoredLayer):
                  anchor_scale: float = 4.0, max_detections: int = 100,
                  pre_nms_top_k: int | None = 5000, iou_threshold: float | None = None,
                  score_threshold: float = 0.001, method: str = "hard",
-                 soft_nms_sigma: float = 0.5, class_aware: bool = True, **kwargs: Any) -> None:
+                 soft_nms_sigma: float = 0.5, mode: str | None = None,
+                 class_aware: bool | None = None, clip: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(image_size, min_level=min_level, max_level=max_level,
                          num_scales=num_scales, aspect_ratios=aspect_ratios,
                          anchor_scale=anchor_scale, **kwargs)
@@ -160,101 +356,61 @@ class NonMaxSuppression(_AnchoredLayer):
             raise ValueError(f"max_detections must be >= 1, got {max_detections}.")
         if method == "soft" and soft_nms_sigma <= 0:
             raise ValueError(f"soft_nms_sigma must be > 0 for soft-NMS, got {soft_nms_sigma}.")
+        if clip is not None and clip not in CLIP_CHOICES:
+            raise ValueError(f"clip must be None or one of {CLIP_CHOICES}, got {clip!r}.")
+        self.mode = resolve_mode(mode, class_aware)
         self.max_detections = int(max_detections)
         self.pre_nms_top_k = int(pre_nms_top_k) if pre_nms_top_k else None
         self.iou_threshold = None if iou_threshold is None else float(iou_threshold)
         self.score_threshold = float(score_threshold)
         self.method = method
         self.soft_nms_sigma = float(soft_nms_sigma)
-        self.class_aware = bool(class_aware)
+        self.clip = clip
+
+    @property
+    def class_aware(self) -> bool:
+        """Whether NMS runs per class (``mode == "per_class"``)."""
+        return self.mode == "per_class"
 
     @property
     def effective_iou_threshold(self) -> float:
-        if self.iou_threshold is not None:
-            return self.iou_threshold
-        return 1.0 if self.method == "soft" else 0.5
+        return 0.5 if self.iou_threshold is None else self.iou_threshold
 
-    def _candidates(self, logits: Any) -> tuple[Any, Any, Any]:
-        """(anchor index, class, score) of the pre-NMS candidates, each ``[B, K]``.
+    @property
+    def effective_clip(self) -> str:
+        return self.clip or AUTOML_CLIP[self.mode]
 
-        Selection runs on logits (the sigmoid is monotonic), so the sigmoid is computed for
-        the K candidates only. For class-aware top-k, the anchors are first narrowed to the K
-        with the highest best-class logit: every pair of the global top K belongs to one of
-        them, so the result is exact while the final top-k sorts K × C values, not N × C.
-        """
-        num_anchors, num_classes = logits.shape[1], logits.shape[2]
-        k = self.pre_nms_top_k
-        if not self.class_aware:
-            best_logit = ops.max(logits, axis=-1)
-            best_class = ops.cast(ops.argmax(logits, axis=-1), "int32")
-            if k is None or k >= num_anchors:
-                index = ops.broadcast_to(ops.arange(num_anchors, dtype="int32"),
-                                         ops.shape(best_logit))
-                values = best_logit
-            else:
-                values, index = ops.top_k(best_logit, k, sorted=True)
-                index = ops.cast(index, "int32")
-            classes = ops.take_along_axis(best_class, index, axis=-1)
-            return index, classes, ops.sigmoid(values)
-        if k is None or k >= num_anchors * num_classes:
-            flat = ops.reshape(logits, (-1, num_anchors * num_classes))
-            index = ops.broadcast_to(ops.arange(num_anchors * num_classes, dtype="int32"),
-                                     ops.shape(flat))
-            return index // num_classes, index % num_classes, ops.sigmoid(flat)
-        if k < num_anchors:
-            _, subset = ops.top_k(ops.max(logits, axis=-1), k, sorted=False)
-            subset = ops.cast(subset, "int32")
-            logits = ops.take_along_axis(logits, subset[..., None], axis=1)
-        else:
-            subset = None
-        width = logits.shape[1]
-        values, index = ops.top_k(ops.reshape(logits, (-1, width * num_classes)), k, sorted=True)
-        index = ops.cast(index, "int32")
-        anchors = index // num_classes
-        if subset is not None:
-            anchors = ops.take_along_axis(subset, anchors, axis=-1)
-        return anchors, index % num_classes, ops.sigmoid(values)
+    @property
+    def settings(self) -> NmsSettings:
+        """The resolved :class:`NmsSettings`."""
+        return NmsSettings(max_detections=self.max_detections, method=self.method,
+                           iou_threshold=self.effective_iou_threshold,
+                           score_threshold=self.score_threshold, sigma=self.soft_nms_sigma)
 
-    def _nms(self, boxes: Any, scores: Any) -> tuple[Any, Any, Any]:
-        """Batched NMS with static output: indices ``[B, D]``, scores ``[B, D]``, count ``[B]``."""
-        import tensorflow as tf
-
-        max_out = self.max_detections
-        iou = self.effective_iou_threshold
-        sigma = self.soft_nms_sigma if self.method == "soft" else 0.0
-
-        def one_image(args: tuple[Any, Any]) -> tuple[Any, Any, Any]:
-            image_boxes, image_scores = args
-            result = tf.raw_ops.NonMaxSuppressionV5(
-                boxes=image_boxes, scores=image_scores, max_output_size=max_out,
-                iou_threshold=iou, score_threshold=self.score_threshold, soft_nms_sigma=sigma,
-                pad_to_max_output_size=True)
-            return tuple(result)
-
-        signature = (tf.TensorSpec([max_out], tf.int32), tf.TensorSpec([max_out], tf.float32),
-                     tf.TensorSpec([], tf.int32))
-        return tf.map_fn(one_image, (boxes, scores), fn_output_signature=signature)
+    def _clip(self, boxes: Any) -> Any:
+        height, width = self.anchor_spec.image_size
+        return clip_boxes(boxes, float(height), float(width))
 
     def call(self, class_logits: Any, box_regressions: Any) -> tuple[Any, Any, Any, Any]:
         self._check_inputs(class_logits, box_regressions)
-        anchor_index, classes, cand_scores = self._candidates(ops.cast(class_logits, "float32"))
-
+        anchor_index, classes, values = select_candidates(ops.cast(class_logits, "float32"),
+                                                          self.pre_nms_top_k)
         regressions = ops.take_along_axis(ops.cast(box_regressions, "float32"),
                                           anchor_index[..., None], axis=1)
         anchors = ops.take(ops.convert_to_tensor(self.anchors), anchor_index, axis=0)
-        boxes = self._decode(regressions, anchors)  # [B, K, 4]
-
-        nms_boxes = boxes
-        if self.class_aware:
-            offset = float(max(self.anchor_spec.image_size) + 1)
-            nms_boxes = boxes + ops.cast(classes, "float32")[..., None] * offset
-        selected, nms_scores, count = self._nms(nms_boxes, cand_scores)
-
-        valid = ops.arange(self.max_detections, dtype="int32")[None, :] < count[:, None]
-        out_boxes = ops.take_along_axis(boxes, selected[..., None], axis=1)
-        out_boxes = ops.where(valid[..., None], out_boxes, 0.0)
-        out_scores = ops.where(valid, nms_scores, 0.0)
-        out_classes = ops.where(valid, ops.take_along_axis(classes, selected, axis=1), 0)
+        boxes = decode_boxes(regressions, anchors)  # [B, K, 4]
+        clip = self.effective_clip
+        if clip == "before_nms":
+            boxes = self._clip(boxes)
+        scores = ops.sigmoid(values)
+        if self.mode == "global":
+            out = nms_global(boxes, scores, classes, self.settings)
+        else:
+            out = nms_per_class(boxes, scores, classes, int(class_logits.shape[-1]),
+                                self.settings)
+        out_boxes, out_scores, out_classes, count = out
+        if clip == "after_nms":
+            out_boxes = self._clip(out_boxes)  # padding rows stay 0
         return out_boxes, out_scores, ops.cast(out_classes, "int32"), ops.cast(count, "int32")
 
     def compute_output_spec(self, class_logits: Any, box_regressions: Any
@@ -270,31 +426,35 @@ class NonMaxSuppression(_AnchoredLayer):
         config = super().get_config()
         config.update(max_detections=self.max_detections, pre_nms_top_k=self.pre_nms_top_k,
                       iou_threshold=self.iou_threshold, score_threshold=self.score_threshold,
-                      method=self.method, soft_nms_sigma=self.soft_nms_sigma,
-                      class_aware=self.class_aware)
+                      method=self.method, soft_nms_sigma=self.soft_nms_sigma, mode=self.mode,
+                      clip=self.clip)
         return config
 
 
 def map_boxes_to_original(boxes: Any, scale: Any, original_size: Any,
-                          pad_offsets: Any = None) -> Any:
+                          pad_offsets: Any = None, clip: bool = True) -> Any:
     """Map boxes from network-input pixels back to original-image pixels.
 
     Inverse of "resize keeping aspect by ``scale``, then pad": subtract the padding before the
-    image (``pad_offsets`` = (top, left); ``None`` for the reference bottom/right padding), divide
-    by ``scale`` (input pixels per original pixel, e.g. ``input_size / max(orig_h, orig_w)``) and
-    clip to the original image.
+    image (``pad_offsets`` = (top, left); ``None`` for the reference bottom/right padding) and
+    multiply by ``1 / scale`` (automl's ``image_scale``, computed the same way, in float32).
+    ``clip=True`` (this package's default) then clips to the original image; automl does not
+    (``clip=False`` reproduces it: boxes may then reach past the image, by as much as the
+    post-processing let them reach past the network input).
 
     Args:
       boxes: ``[..., K, 4]`` (ymin, xmin, ymax, xmax).
-      scale: one number per image, shape ``boxes.shape[:-2]`` (or a scalar).
+      scale: one number per image, shape ``boxes.shape[:-2]`` (or a scalar): input pixels per
+        original pixel, e.g. ``input_size / max(orig_h, orig_w)``.
       original_size: ``[..., 2]`` (height, width) per image, or one ``(height, width)``.
       pad_offsets: ``[..., 2]`` (top, left), or one pair, or ``None``.
+      clip: clip to the original image.
 
     Works on numpy arrays (returns numpy) and tensors (``keras.ops``), like the box coding.
 
     Example::
 
-        padded, scale = resize_and_pad(image, (320, 320))
+        padded, scale = resize_and_pad(image, (320, 320), pad_value=detector.pad_value)
         original = map_boxes_to_original(boxes, scale, image.shape[:2])
     """
     xp = array_module(boxes, scale, original_size, *(() if pad_offsets is None else (pad_offsets,)))
@@ -304,5 +464,8 @@ def map_boxes_to_original(boxes: Any, scale: Any, original_size: Any,
     if pad_offsets is not None:
         offsets = cast(pad_offsets)
         boxes = boxes - xp.concatenate([offsets, offsets], axis=-1)[..., None, :]
-    boxes = boxes / scale[..., None, None]
+    to_original = cast(1.0) / scale
+    boxes = boxes * to_original[..., None, None]
+    if not clip:
+        return boxes
     return clip_boxes(boxes, original_size[..., 0:1], original_size[..., 1:2])

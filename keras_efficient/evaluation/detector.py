@@ -20,10 +20,12 @@ def evaluate_detector(detector: Any, gt_json: str | os.PathLike[str],
                       image_ids: Sequence[int] | None = None) -> dict[str, Any]:
     """COCO metrics of a raw detector on a COCO-format split.
 
-    Uses the evaluation post-processing: top 5,000 (anchor, class) pairs, per-class NMS,
-    ``max_detections`` per image; boxes are mapped back to each image's original pixels and
-    classes to the original category ids through ``label_map`` (index -> id; by default the
-    detector's own ``category_ids``). ``image_ids``
+    Uses automl's evaluation post-processing (``postprocess_per_class``): top 5,000
+    (anchor, class) pairs, NMS per class, the top ``max_detections`` per image over all
+    classes; soft-NMS for ``weights="coco"`` detectors, hard NMS for others
+    (:func:`~keras_efficient.detection.inference.inference_model`); boxes are mapped back to
+    each image's original pixels and classes to the original category ids through
+    ``label_map`` (index -> id; by default the detector's own ``category_ids``). ``image_ids``
     restricts the evaluation to those images (e.g. the readable ones of a
     ``CocoDataset(..., on_error="skip")``).
 
@@ -33,7 +35,7 @@ def evaluate_detector(detector: Any, gt_json: str | os.PathLike[str],
         metrics = evaluate_detector(detector, "annotations/instances_val.json", "val/",
                                     label_map=data.category_ids, output_json="metrics.json")
     """
-    model = inference_model(detector, class_aware=True, max_detections=max_detections,
+    model = inference_model(detector, mode="per_class", max_detections=max_detections,
                             score_threshold=score_threshold)
     return evaluate_predict_fn(
         lambda images: predict(model, images, batch_size=batch_size), gt_json, image_dir,

@@ -168,8 +168,10 @@ def _write(model: Any, target: Path, endpoints: list[tuple[str, Callable[..., An
 def export_detector_saved_model(
     detector: keras.Model, path: str | os.PathLike[str], *,
     category_ids: Sequence[int] | None = None, max_detections: int = 100,
-    score_threshold: float = 0.001, iou_threshold: float | None = None, method: str = "hard",
-    class_aware: bool = False, pre_nms_top_k: int | None = 5000, antialias: bool = False,
+    score_threshold: float = 0.001, iou_threshold: float | None = None,
+    method: str | None = None, soft_nms_sigma: float = 0.5, mode: str | None = None,
+    class_aware: bool | None = None, pre_nms_top_k: int | str | None = "auto",
+    clip: str | None = None, clip_to_original: bool = True, antialias: bool = False,
 ) -> Path:
     """Export a raw EfficientDet as a serving SavedModel (signatures: see the module docstring).
 
@@ -180,10 +182,12 @@ def export_detector_saved_model(
       category_ids: the category id of each contiguous class index (e.g. COCO's 1..90 with
         gaps), returned as ``detection_classes``; by default the detector's own
         ``category_ids`` (its label map; index + 1 without one).
-      max_detections, score_threshold, iou_threshold, method, class_aware, pre_nms_top_k: the
-        post-processing (:class:`~keras_efficient.detection.postprocess.NonMaxSuppression`);
-        ``class_aware=False`` (best class per anchor, class-agnostic NMS) is the serving
-        setting, ``True`` the evaluation one.
+      max_detections, score_threshold, iou_threshold, method, soft_nms_sigma, mode,
+        class_aware, pre_nms_top_k, clip, clip_to_original: the post-processing, as
+        :func:`~keras_efficient.detection.inference.inference_model` takes it, except that the
+        mode defaults to ``"global"`` (automl's serving ``postprocess_global``: every anchor's
+        best class, one class-agnostic NMS, clip after NMS; soft-NMS for ``weights="coco"``
+        detectors); ``mode="per_class"`` is automl's evaluation one.
       antialias: antialias the in-graph bilinear resize (default off, as automl and training).
 
     Returns the SavedModel folder. Raises ``ValueError`` for a model without a static input size
@@ -205,9 +209,13 @@ def export_detector_saved_model(
     table = _category_table(detector.category_ids if category_ids is None else category_ids,
                             num_classes)
     target = _check_destination(path)
+    if mode is None and class_aware is None:
+        mode = "global"
     infer = inference_model(detector, max_detections=max_detections,
                             score_threshold=score_threshold, iou_threshold=iou_threshold,
-                            method=method, class_aware=class_aware, pre_nms_top_k=pre_nms_top_k)
+                            method=method, soft_nms_sigma=soft_nms_sigma, mode=mode,
+                            class_aware=class_aware, pre_nms_top_k=pre_nms_top_k, clip=clip,
+                            clip_to_original=clip_to_original)
     size = (height, width)
     pad_value = detector.pad_value
 

@@ -2,9 +2,10 @@
 
 Classifiers: max |Δ| of the outputs and top-1 agreement on the representative images.
 Detectors: COCO AP of the artifact and of the Keras model with the *same* post-processing
-(best class per anchor, class-agnostic NMS, the export's thresholds) on a held-out COCO-format
-set, through :func:`keras_efficient.evaluation.coco_metrics.evaluate_predict_fn`; the difference
-is what conversion and quantization cost.
+(automl's global mode: best class per anchor, class-agnostic hard NMS, the export's thresholds)
+on a held-out COCO-format set, through
+:func:`keras_efficient.evaluation.coco_metrics.evaluate_predict_fn`; the difference is what
+conversion and quantization cost.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def keras_detector_predict_fn(detector: Any, options: PostprocessOptions) -> Pre
 
         detection_ap(keras_detector_predict_fn(detector, PostprocessOptions()), held_out)
     """
-    model = inference_model(detector, class_aware=False,
+    model = inference_model(detector, mode="global", method="hard",
                             max_detections=options.max_detections,
                             score_threshold=options.score_threshold,
                             iou_threshold=options.iou_threshold,
@@ -121,7 +122,7 @@ def tflite_detector_predict_fn(path: Path, options: PostprocessOptions,
         nms = NonMaxSuppression.from_anchor_spec(
             anchor_spec, max_detections=options.max_detections,
             pre_nms_top_k=options.pre_nms_top_k, score_threshold=options.score_threshold,
-            iou_threshold=options.iou_threshold, class_aware=False)
+            iou_threshold=options.iou_threshold, mode="global", method="hard")
 
     def one(image: np.ndarray) -> dict[str, Any]:
         padded, scale = resize_and_pad(image, (height, width), pad_value=pad_value)

@@ -126,7 +126,8 @@ class EfficientDetector(keras.Model):
 
     def __init__(self, spec: EfficientDetSpec | Mapping[str, object] | str,
                  num_classes: int = 90, *, image_size: Sequence[int] | None = None,
-                 label_map: object = None, name: str | None = None, **kwargs: object) -> None:
+                 label_map: object = None, pretrained: str | None = None,
+                 name: str | None = None, **kwargs: object) -> None:
         if isinstance(spec, str):
             spec = get_efficientdet_spec(spec)
         elif isinstance(spec, Mapping):
@@ -148,6 +149,8 @@ class EfficientDetector(keras.Model):
         self.num_classes = int(num_classes)
         self.image_size: tuple[int, int] = (size[0], size[1])
         self.label_map = _label_map(label_map, self.num_classes)
+        # "coco" when built with weights="coco": inference then defaults to automl's NMS.
+        self.pretrained = None if pretrained is None else str(pretrained)
 
     @property
     def labels(self) -> list[str]:
@@ -179,7 +182,8 @@ class EfficientDetector(keras.Model):
                 "spec": spec_to_config(self.spec), "num_classes": self.num_classes,
                 "image_size": list(self.image_size),
                 "label_map": None if self.label_map is None else [list(p)
-                                                                  for p in self.label_map]}
+                                                                  for p in self.label_map],
+                "pretrained": self.pretrained}
 
     @classmethod
     def from_config(cls, config: dict[str, object]) -> EfficientDetector:
@@ -229,6 +233,7 @@ def EfficientDet(spec: EfficientDetSpec | str, num_classes: int = 90,
     model = EfficientDetector(built, num_classes,
                               image_size=(int(shape[0] or 0), int(shape[1] or 0)),
                               label_map=label_map,
+                              pretrained="coco" if weights == "coco" else None,
                               name=name)
     scaling = spec.backbone_scaling
     if not scaling.lite:

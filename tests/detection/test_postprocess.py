@@ -88,7 +88,8 @@ def test_soft_nms_decays_the_overlapping_score():
     layer = NonMaxSuppression(**ANCHOR_ARGS, method="soft", soft_nms_sigma=0.5)
     _, scores, _, count = run(layer, *head_outputs([(A, 1, 2.0), (B, 1, 1.0)]))
     assert count.tolist() == [2]
-    decayed = sigmoid(1.0) * np.exp(-(0.6**2) / (2 * 0.5))
+    # The paper's (and automl's) Gaussian: exp(-IoU² / sigma); TensorFlow is given sigma / 2.
+    decayed = sigmoid(1.0) * np.exp(-(0.6**2) / 0.5)
     np.testing.assert_allclose(scores[0, :2], [sigmoid(2.0), decayed], rtol=1e-5)
 
 
@@ -112,9 +113,14 @@ def test_boxes_are_decoded_and_clipped_per_image():
     target = np.array([[20, 30, 60, 90], [-40, -10, 50, 200]], np.float32)
     logits, regressions = head_outputs([(A, 0, 2.0)], batch=2)
     regressions[:, A] = encode_boxes(target, ANCHORS[A])
-    boxes, _, _, count = run(NonMaxSuppression(**ANCHOR_ARGS), logits, regressions)
-    assert count.tolist() == [1, 1]
-    np.testing.assert_allclose(boxes[:, 0], [[20, 30, 60, 90], [0, 0, 50, 128]], atol=1e-3)
+    for mode, clip in (("global", None), ("per_class", "after_nms")):
+        layer = NonMaxSuppression(**ANCHOR_ARGS, mode=mode, clip=clip)
+        boxes, _, _, count = run(layer, logits, regressions)
+        assert count.tolist() == [1, 1]
+        np.testing.assert_allclose(boxes[:, 0], [[20, 30, 60, 90], [0, 0, 50, 128]], atol=1e-3)
+    # automl's per-class mode does not clip (its postprocess_per_class never calls clip_boxes).
+    boxes, _, _, _ = run(NonMaxSuppression(**ANCHOR_ARGS), logits, regressions)
+    np.testing.assert_allclose(boxes[:, 0], target, atol=1e-3)
 
 
 def test_static_output_shapes_with_unknown_batch():
@@ -165,7 +171,7 @@ def test_rejects_mismatched_anchor_count():
 def test_config_round_trip(layer_class):
     kwargs: dict[str, Any] = {} if layer_class is DetectionDecoder else {
         "max_detections": 9, "pre_nms_top_k": 50, "iou_threshold": 0.4, "score_threshold": 0.1,
-        "method": "soft", "soft_nms_sigma": 0.3, "class_aware": False}
+        "method": "soft", "soft_nms_sigma": 0.3, "mode": "global", "clip": "before_nms"}
     layer = layer_class(**ANCHOR_ARGS, anchor_scale=3.0, aspect_ratios=(1.0, 2.0, 0.5), **kwargs)
     config = layer.get_config()
     clone = layer_class.from_config(config)

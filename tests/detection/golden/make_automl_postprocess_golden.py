@@ -34,7 +34,10 @@ IMAGE_SIZE = (64, 96)
 MIN_LEVEL, MAX_LEVEL, NUM_SCALES, ASPECT_RATIOS, ANCHOR_SCALE = 3, 6, 3, (1.0, 2.0, 0.5), 4.0
 NUM_CLASSES = 6
 BATCH = 2
-IMAGE_SCALES = (1.5, 0.8)  # automl's image_scales: original pixels per network pixel
+# Network pixels per original pixel (our image_info scale); automl's image_scales are their
+# float32 inverses, as its dataloader's image_scale_to_original computes them.
+NETWORK_SCALES = np.asarray((2 / 3, 1.25), "float32")
+IMAGE_SCALES = np.float32(1.0) / NETWORK_SCALES
 SEED = 20261204
 
 # Preprocessing cases: (name, image height, width, output size, mean_rgb, stddev_rgb).
@@ -79,7 +82,8 @@ def params(method: str, max_nms_inputs: int) -> dict:
 def record_postprocess(postprocess, tf) -> dict[str, np.ndarray]:
     logits, regressions = head_outputs()
     out: dict[str, np.ndarray] = {"class_logits": logits, "box_regression": regressions,
-                                  "image_scales": np.asarray(IMAGE_SCALES, "float32")}
+                                  "network_scales": NETWORK_SCALES,
+                                  "image_scales": IMAGE_SCALES}
     for mode, fn in (("global", postprocess.postprocess_global),
                      ("per_class", postprocess.postprocess_per_class)):
         for method in ("hard", "gaussian"):
