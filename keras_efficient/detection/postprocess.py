@@ -213,6 +213,16 @@ def _nms_one(tf: Any, boxes: Any, scores: Any, settings: NmsSettings) -> tuple[A
     return selected, kept, count
 
 
+def _global_one_image(tf: Any, boxes: Any, scores: Any, classes: Any, settings: NmsSettings
+                      ) -> tuple[Any, Any, Any, Any]:
+    """:func:`nms_global` for one image (``[K, 4]``, ``[K]``, ``[K]``), no loop over a batch."""
+    selected, kept, count = _nms_one(tf, boxes, scores, settings)
+    valid = tf.range(settings.max_detections) < count
+    out_boxes = tf.where(valid[:, None], tf.gather(boxes, selected), 0.0)
+    out_classes = tf.where(valid, tf.gather(classes, selected), tf.zeros_like(classes[:1]))
+    return out_boxes, tf.where(valid, kept, 0.0), out_classes, count
+
+
 def nms_global(boxes: Any, scores: Any, classes: Any, settings: NmsSettings
                ) -> tuple[Any, Any, Any, Any]:
     """automl's ``postprocess_global`` NMS: one class-agnostic NMS per image over the
@@ -230,12 +240,7 @@ def nms_global(boxes: Any, scores: Any, classes: Any, settings: NmsSettings
     size = settings.max_detections
 
     def one_image(args: tuple[Any, Any, Any]) -> tuple[Any, Any, Any, Any]:
-        image_boxes, image_scores, image_classes = args
-        selected, kept, count = _nms_one(tf, image_boxes, image_scores, settings)
-        valid = tf.range(size) < count
-        out_boxes = tf.where(valid[:, None], tf.gather(image_boxes, selected), 0.0)
-        out_classes = tf.where(valid, tf.gather(image_classes, selected), 0)
-        return out_boxes, tf.where(valid, kept, 0.0), out_classes, count
+        return _global_one_image(tf, *args, settings)
 
     signature = (tf.TensorSpec([size, 4], tf.float32), tf.TensorSpec([size], tf.float32),
                  tf.TensorSpec([size], tf.int32), tf.TensorSpec([], tf.int32))
@@ -469,3 +474,124 @@ def map_boxes_to_original(boxes: Any, scale: Any, original_size: Any,
     if not clip:
         return boxes
     return clip_boxes(boxes, original_size[..., 0:1], original_size[..., 1:2])
+
+
+# --------------------------------------------------------------------------- export endings
+# The TFLite export (keras_efficient.export.detector_tflite) selects one of these; the
+# "none" ending (raw box encodings and sigmoid scores) needs no code.
+
+#: The custom op Android's Task Library, MediaPipe and Coral's examples consume (REFERENCE §3.1).
+TFLITE_CUSTOM_OP = "TFLite_Detection_PostProcess"
+
+
+def decode_center_size(encodings: Any, anchors: Any) -> Any:
+    """Decode (ty, tx, th, tw) against (yc, xc, h, w) anchors into corner boxes in the anchors'
+    units (normalised for the export's anchors): the TFLite custom op's decoding, and the same
+    formula as :func:`~keras_efficient.detection.box_coding.decode_boxes`.
+
+    Example::
+
+        boxes = decode_center_size(encodings[0], normalized_center_size(anchors, (320, 320)))
+    """
+    yc = encodings[..., 0] * anchors[..., 2] + anchors[..., 0]
+    xc = encodings[..., 1] * anchors[..., 3] + anchors[..., 1]
+    half_h = ops.exp(encodings[..., 2]) * anchors[..., 2] * 0.5
+    half_w = ops.exp(encodings[..., 3]) * anchors[..., 3] * 0.5
+    return ops.stack([yc - half_h, xc - half_w, yc + half_h, xc + half_w], axis=-1)
+
+
+def tflite_custom_op_signature(num_classes: int, *, max_detections: int = 100,
+                               score_threshold: float = 0.05, iou_threshold: float = 0.5) -> str:
+    """The ``experimental_implements`` text that makes the converter emit the custom op: best
+    class per anchor (``max_classes_per_detection`` 1), fast class-agnostic NMS (automl's
+    ``postprocess_tflite``, "mathematically the same as postprocess_global" with hard NMS).
+
+    Example::
+
+        tflite_custom_op_signature(90)  # 'name: "TFLite_Detection_PostProcess" attr { ...'
+    """
+    attributes: dict[str, tuple[str, Any]] = {
+        "max_detections": ("i", max_detections),
+        "max_classes_per_detection": ("i", 1),
+        "detections_per_class": ("i", max_detections),
+        "use_regular_nms": ("b", "false"),
+        "nms_score_threshold": ("f", score_threshold),
+        "nms_iou_threshold": ("f", iou_threshold),
+        "num_classes": ("i", num_classes),
+        "y_scale": ("f", 1.0), "x_scale": ("f", 1.0), "h_scale": ("f", 1.0), "w_scale": ("f", 1.0),
+    }
+    parts = [f'name: "{TFLITE_CUSTOM_OP}"']
+    parts += [f'attr {{ key: "{key}" value {{ {kind}: {value} }} }}'
+              for key, (kind, value) in attributes.items()]
+    return " ".join(parts)
+
+
+def tflite_detection_postprocess(encodings: Any, scores: Any, anchors: Any, *,
+                                 max_detections: int = 100, score_threshold: float = 0.05,
+                                 iou_threshold: float = 0.5, top_k: int = 0) -> dict[str, Any]:
+    """The ``TFLite_Detection_PostProcess`` ending for a batch-1 export graph.
+
+    ``encodings`` ``[1, N, 4]``, sigmoid ``scores`` ``[1, N, C]``, ``anchors`` ``[N, 4]``
+    normalised (yc, xc, h, w). The body is a placeholder that the TFLite converter replaces by
+    the custom op (it only runs there: in TensorFlow it returns zeros). ``top_k > 0`` first
+    keeps the ``top_k`` anchors with the highest best-class score (a latency cap). Returns the
+    op's four outputs by name: ``detection_boxes``, ``detection_classes``,
+    ``detection_scores``, ``num_detections``.
+
+    Example::
+
+        outputs = tflite_detection_postprocess(encodings, scores, export_anchors(detector))
+    """
+    import tensorflow as tf
+
+    anchor_boxes = tf.constant(anchors)
+    if 0 < top_k < int(anchor_boxes.shape[0]):
+        _, index = tf.math.top_k(tf.reduce_max(scores[0], axis=-1), k=top_k)
+        encodings = tf.gather(encodings, index, axis=1)
+        scores = tf.gather(scores, index, axis=1)
+        anchor_boxes = tf.gather(anchor_boxes, index)
+    signature = tflite_custom_op_signature(int(scores.shape[-1]), max_detections=max_detections,
+                                           score_threshold=score_threshold,
+                                           iou_threshold=iou_threshold)
+
+    @tf.function(experimental_implements=signature)
+    def detection_postprocess(box_encodings: Any, class_scores: Any, anchor_boxes: Any) -> Any:
+        # A placeholder body: the converter replaces the whole function by the custom op.
+        del box_encodings, class_scores, anchor_boxes
+        return tuple(tf.constant(0.0, name=name) for name in
+                     ("boxes", "classes", "scores", "num_detections"))
+
+    boxes, classes, out_scores, count = detection_postprocess(encodings, scores, anchor_boxes)
+    return {"detection_boxes": boxes, "detection_classes": classes,
+            "detection_scores": out_scores, "num_detections": count}
+
+
+def builtin_nms_detections(encodings: Any, scores: Any, anchors: Any, *,
+                           max_detections: int = 100, pre_nms_top_k: int | None = 1000,
+                           iou_threshold: float = 0.5, score_threshold: float = 0.05
+                           ) -> dict[str, Any]:
+    """The TFLite-builtin ending (``NON_MAX_SUPPRESSION_V5``, no custom op) for a batch-1
+    graph: automl's global mode with hard NMS on normalised boxes — :func:`select_candidates`
+    (``pre_nms_top_k`` caps the candidates), :func:`decode_center_size`, the single-image
+    :func:`nms_global`, then clip to [0, 1] after NMS.
+
+    Same inputs as :func:`tflite_detection_postprocess`, same four outputs (classes and count
+    as float, the custom op's types), rows past the count zero.
+
+    Example::
+
+        outputs = builtin_nms_detections(encodings, scores, export_anchors(detector))
+    """
+    import tensorflow as tf
+
+    settings = NmsSettings(max_detections=max_detections, method="hard",
+                           iou_threshold=iou_threshold, score_threshold=score_threshold)
+    index, classes, values = select_candidates(scores, pre_nms_top_k)
+    boxes = decode_center_size(tf.gather(encodings[0], index[0]),
+                               tf.gather(tf.constant(anchors), index[0]))
+    boxes, kept, classes, count = _global_one_image(tf, boxes, values[0], classes[0], settings)
+    boxes = tf.clip_by_value(boxes, 0.0, 1.0)
+    return {"detection_boxes": boxes[None],
+            "detection_classes": tf.cast(classes, tf.float32)[None],
+            "detection_scores": kept[None],
+            "num_detections": tf.cast(count, tf.float32)[None]}

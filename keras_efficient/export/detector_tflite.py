@@ -5,10 +5,15 @@ Three choices (``postprocess``):
 * ``"none"``: the network's raw outputs, ``box_encodings`` ``[1, N, 4]`` (ty, tx, th, tw) and
   ``class_scores`` ``[1, N, C]`` (sigmoid applied), plus an anchors file
   (:func:`write_anchors_csv`) for apps that decode and run NMS themselves;
-* ``"builtin_nms"``: best class per anchor, pre-NMS top-k, box decoding and TFLite's builtin
-  ``NON_MAX_SUPPRESSION_V5``, with no custom op at all;
+* ``"builtin_nms"``: automl's global mode with hard NMS (pre-NMS selection, box decoding,
+  TFLite's builtin ``NON_MAX_SUPPRESSION_V5``, clip after NMS), with no custom op at all;
 * ``"custom_op"``: the ``TFLite_Detection_PostProcess`` custom op (REFERENCE §3.1) that the
   Android Task Library ``ObjectDetector``, MediaPipe and Coral's examples consume.
+
+Every ending lives in :mod:`keras_efficient.detection.postprocess`
+(:func:`~keras_efficient.detection.postprocess.builtin_nms_detections`,
+:func:`~keras_efficient.detection.postprocess.tflite_detection_postprocess`); this module only
+selects one and converts.
 
 The last two give the same four outputs, in the order those consumers read them: boxes
 ``[1, D, 4]`` (ymin, xmin, ymax, xmax) normalised to the network input, classes ``[1, D]``
@@ -30,6 +35,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_efficient.detection.anchors import generate_anchors, normalized_center_size
+from keras_efficient.detection.postprocess import (
+    TFLITE_CUSTOM_OP,
+    builtin_nms_detections,
+    tflite_custom_op_signature,
+    tflite_detection_postprocess,
+)
 from keras_efficient.export.tflite import (
     check_options,
     check_representative,
@@ -39,7 +50,7 @@ from keras_efficient.export.tflite import (
 from keras_efficient.files import write_bytes_atomic
 
 POSTPROCESS = ("none", "builtin_nms", "custom_op")
-CUSTOM_OP_NAME = "TFLite_Detection_PostProcess"
+CUSTOM_OP_NAME = TFLITE_CUSTOM_OP
 DETECTION_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores",
                      "num_detections")
 RAW_OUTPUTS = ("box_encodings", "class_scores")
@@ -51,7 +62,8 @@ class PostprocessOptions:
 
     ``score_threshold`` is the main latency lever of the custom op: every anchor whose best
     score reaches it enters NMS (the reference export uses −inf, so all 19,206 anchors of
-    Lite0 do). ``pre_nms_top_k`` caps the candidates of ``"builtin_nms"``.
+    Lite0 do). ``pre_nms_top_k`` caps the candidates of ``"builtin_nms"`` (the top (anchor,
+    class) pairs, automl's ``max_nms_inputs``).
 
     Example::
 
@@ -81,26 +93,16 @@ class PostprocessOptions:
 
 
 def custom_op_signature(num_classes: int, options: PostprocessOptions) -> str:
-    """The ``experimental_implements`` text that makes the converter emit the custom op.
+    """The ``experimental_implements`` text of the custom op for these options
+    (:func:`keras_efficient.detection.postprocess.tflite_custom_op_signature`).
 
     Example::
 
         custom_op_signature(90, PostprocessOptions())  # 'name: "TFLite_Detection_PostProcess" ...'
     """
-    attributes: dict[str, tuple[str, Any]] = {
-        "max_detections": ("i", options.max_detections),
-        "max_classes_per_detection": ("i", 1),
-        "detections_per_class": ("i", options.max_detections),
-        "use_regular_nms": ("b", "false"),
-        "nms_score_threshold": ("f", options.score_threshold),
-        "nms_iou_threshold": ("f", options.iou_threshold),
-        "num_classes": ("i", num_classes),
-        "y_scale": ("f", 1.0), "x_scale": ("f", 1.0), "h_scale": ("f", 1.0), "w_scale": ("f", 1.0),
-    }
-    parts = [f'name: "{CUSTOM_OP_NAME}"']
-    parts += [f'attr {{ key: "{key}" value {{ {kind}: {value} }} }}'
-              for key, (kind, value) in attributes.items()]
-    return " ".join(parts)
+    return tflite_custom_op_signature(num_classes, max_detections=options.max_detections,
+                                      score_threshold=options.score_threshold,
+                                      iou_threshold=options.iou_threshold)
 
 
 def export_anchors(detector: Any) -> np.ndarray:
@@ -129,36 +131,6 @@ def write_anchors_csv(detector: Any, path: str | os.PathLike[str]) -> Path:
     return write_bytes_atomic(path, ("\n".join(lines) + "\n").encode())
 
 
-def _decode(encodings: Any, anchors: Any) -> Any:
-    """(ty, tx, th, tw) against (yc, xc, h, w) anchors → clipped normalised corner boxes."""
-    yc = encodings[..., 0] * anchors[..., 2] + anchors[..., 0]
-    xc = encodings[..., 1] * anchors[..., 3] + anchors[..., 1]
-    half_h = tf.exp(encodings[..., 2]) * anchors[..., 2] * 0.5
-    half_w = tf.exp(encodings[..., 3]) * anchors[..., 3] * 0.5
-    boxes = tf.stack([yc - half_h, xc - half_w, yc + half_h, xc + half_w], axis=-1)
-    return tf.clip_by_value(boxes, 0.0, 1.0)
-
-
-def _builtin_nms(encodings: Any, scores: Any, anchors: np.ndarray,
-                 options: PostprocessOptions) -> dict[str, Any]:
-    best = tf.reduce_max(scores[0], axis=-1)
-    classes = tf.cast(tf.argmax(scores[0], axis=-1), tf.float32)
-    k = min(options.pre_nms_top_k, int(anchors.shape[0]))
-    top_scores, index = tf.math.top_k(best, k=k)
-    boxes = _decode(tf.gather(encodings[0], index), tf.gather(tf.constant(anchors), index))
-    selected, selected_scores, count = tf.raw_ops.NonMaxSuppressionV5(
-        boxes=boxes, scores=top_scores, max_output_size=options.max_detections,
-        iou_threshold=options.iou_threshold, score_threshold=options.score_threshold,
-        soft_nms_sigma=0.0, pad_to_max_output_size=True)
-    valid = tf.range(options.max_detections) < count
-    out_boxes = tf.where(valid[:, None], tf.gather(boxes, selected), 0.0)
-    out_classes = tf.where(valid, tf.gather(tf.gather(classes, index), selected), 0.0)
-    out_scores = tf.where(valid, selected_scores, 0.0)
-    return {"detection_boxes": out_boxes[None], "detection_classes": out_classes[None],
-            "detection_scores": out_scores[None],
-            "num_detections": tf.cast(count, tf.float32)[None]}
-
-
 def serving_function(detector: Any, options: PostprocessOptions) -> Any:
     """``image [1, H, W, 3] float → dict of outputs`` for ``ExportArchive.add_endpoint``.
 
@@ -168,14 +140,6 @@ def serving_function(detector: Any, options: PostprocessOptions) -> Any:
         serve(tf.zeros([1, 320, 320, 3]))  # {"box_encodings": ..., "class_scores": ...}
     """
     anchors = export_anchors(detector)
-    num_classes = int(detector.output["class_logits"].shape[-1])
-
-    @tf.function(experimental_implements=custom_op_signature(num_classes, options))
-    def detection_postprocess(box_encodings: Any, class_scores: Any, anchor_boxes: Any) -> Any:
-        # A placeholder body: the converter replaces the whole function by the custom op.
-        del box_encodings, class_scores, anchor_boxes
-        return tuple(tf.constant(0.0, name=name) for name in
-                     ("boxes", "classes", "scores", "num_detections"))
 
     def serve(image: Any) -> dict[str, Any]:
         raw = detector(image, training=False)
@@ -184,17 +148,14 @@ def serving_function(detector: Any, options: PostprocessOptions) -> Any:
         if options.postprocess == "none":
             return {"box_encodings": encodings, "class_scores": scores}
         if options.postprocess == "builtin_nms":
-            return _builtin_nms(encodings, scores, anchors, options)
-        anchor_boxes = tf.constant(anchors)
-        if 0 < options.op_top_k < anchors.shape[0]:
-            _, index = tf.math.top_k(tf.reduce_max(scores[0], axis=-1), k=options.op_top_k)
-            encodings = tf.gather(encodings, index, axis=1)
-            scores = tf.gather(scores, index, axis=1)
-            anchor_boxes = tf.gather(anchor_boxes, index)
-        boxes, classes, scores_out, count = detection_postprocess(
-            encodings, scores, anchor_boxes)
-        return {"detection_boxes": boxes, "detection_classes": classes,
-                "detection_scores": scores_out, "num_detections": count}
+            return builtin_nms_detections(
+                encodings, scores, anchors, max_detections=options.max_detections,
+                pre_nms_top_k=options.pre_nms_top_k, iou_threshold=options.iou_threshold,
+                score_threshold=options.score_threshold)
+        return tflite_detection_postprocess(
+            encodings, scores, anchors, max_detections=options.max_detections,
+            score_threshold=options.score_threshold, iou_threshold=options.iou_threshold,
+            top_k=options.op_top_k)
 
     return serve
 

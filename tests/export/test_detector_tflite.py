@@ -175,3 +175,34 @@ def test_float16_and_dynamic_detector_exports_match_keras(tiny_detector, quantiz
     expected = tiny_detector.predict(image, verbose=0)
     np.testing.assert_allclose(scores, 1 / (1 + np.exp(-expected["class_logits"])), atol=atol)
     np.testing.assert_allclose(encodings, expected["box_regression"], atol=atol * 10)
+
+
+def test_builtin_nms_export_reproduces_automl_global_hard_nms():
+    """The builtin-NMS ending, converted and run in LiteRT, gives automl's
+    ``postprocess_global`` (hard NMS, score threshold -inf as automl's TFLite export) on the
+    golden head outputs (tests/detection/golden/automl_postprocess.npz, image 0). (The custom
+    op gives it too, clipped: measured 100/100, max |Δ| 2.1e-7.)"""
+    postprocess, top_k = "builtin_nms", 5000
+    from pathlib import Path
+
+    from keras_efficient.configs.anchors import AnchorSpec
+
+    golden = np.load(Path(__file__).resolve().parents[1] / "detection" / "golden"
+                     / "automl_postprocess.npz")
+    spec = AnchorSpec(image_size=(64, 96), min_level=3, max_level=6)
+    image = keras.Input((64, 96, 3), batch_size=1)
+    model = keras.Model(image, FixedHead(golden["class_logits"][0],
+                                         golden["box_regression"][0])(image), name="golden")
+    model.image_size = (64, 96)
+    model.anchor_spec = lambda: spec
+    options = PostprocessOptions(postprocess, score_threshold=float("-inf"),
+                                 pre_nms_top_k=top_k or 1)
+    interpreter = interpreter_for(convert_detector(model, "float32", options=options))
+    boxes, classes, scores, count = run(interpreter, np.zeros((1, 64, 96, 3), "float32"))
+    key = f"global_hard_{top_k}"
+    want = (golden[f"{key}_boxes"][0] / golden["image_scales"][0]
+            / np.asarray([64, 96, 64, 96], "float32"))
+    assert int(count[0]) == 100
+    np.testing.assert_array_equal(np.round(classes[0]) + 1, golden[f"{key}_classes"][0])
+    np.testing.assert_allclose(scores[0], golden[f"{key}_scores"][0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(boxes[0], want, rtol=0, atol=1e-6)  # measured max |Δ| 2.1e-7
