@@ -276,6 +276,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.task == "classify":
         return _train_classifier(args)
     from keras_efficient.training.detector import DetectorTrainConfig, train_detector
+    from keras_efficient.training.strategy import choose_strategy
 
     values = _settings(args, ("train_json", "train_images", "output_dir", "model", "batch_size",
                               "epochs", "steps_per_epoch", "learning_rate", "optimizer",
@@ -290,8 +291,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     unknown = set(values) - {f.name for f in dataclasses.fields(DetectorTrainConfig)}
     if unknown:
         raise ValueError(f"Unknown training settings in the config: {sorted(unknown)}.")
-    result = train_detector(DetectorTrainConfig(**values),  # type: ignore[arg-type]
-                            overwrite=args.overwrite)
+    config = DetectorTrainConfig(**values)  # type: ignore[arg-type]
+    # Before any other TensorFlow op: a multi-worker strategy cannot be made after one.
+    strategy = choose_strategy(args.strategy, connect_timeout=args.connect_timeout)
+    result = train_detector(config, strategy=strategy, overwrite=args.overwrite)
     print(f"weights: {result.weights_path}\nlabels: {result.labels_path}")
     return 0
 
@@ -314,13 +317,15 @@ def _require(values: dict[str, object], keys: Sequence[str], command: str) -> No
 
 def _train_classifier(args: argparse.Namespace) -> int:
     from keras_efficient.training.classifier import ClassifierTrainConfig, train_classifier
+    from keras_efficient.training.strategy import choose_strategy
 
     values = _settings(args, ("train_images", "output_dir", "model", "batch_size", "epochs",
                               "learning_rate", "optimizer", "weights", "ema_decay",
                               "image_size"))
     _require(values, ("train_images", "output_dir"), "train --task classify")
-    result = train_classifier(ClassifierTrainConfig(**values),  # type: ignore[arg-type]
-                              overwrite=args.overwrite)
+    config = ClassifierTrainConfig(**values)  # type: ignore[arg-type]
+    strategy = choose_strategy(args.strategy, connect_timeout=args.connect_timeout)
+    result = train_classifier(config, strategy, overwrite=args.overwrite)
     print(f"top-1 {result['metrics']['top1']:.3f}, top-5 {result['metrics']['top5']:.3f}; "
           f"weights in {values['output_dir']}")
     return 0
@@ -545,6 +550,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true",
                        help="replace a finished (or differently configured) run in the output "
                        "folder instead of refusing")
+    train.add_argument("--strategy", choices=("auto", "default", "mirrored", "multi-worker"),
+                       default="auto",
+                       help="tf.distribute strategy (default auto: multi-worker when TF_CONFIG "
+                       "lists several workers, mirrored on several GPUs)")
+    train.add_argument("--connect-timeout", dest="connect_timeout", type=float, default=300.0,
+                       help="seconds a multi-worker run waits for the other workers (300)")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("eval", help="COCO metrics of a trained detector")

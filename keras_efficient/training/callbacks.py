@@ -4,7 +4,6 @@ backup atomically and only when finite, progress."""
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 import sys
@@ -16,6 +15,8 @@ from typing import Any
 
 import keras
 import numpy as np
+
+from keras_efficient.files import atomic_path, write_json_atomic
 
 
 def non_finite_count(variables: Iterable[Any]) -> int:
@@ -168,12 +169,13 @@ class SaveWeights(keras.callbacks.Callback):
                 "last finite weights. Lower the learning rate (or keep clipnorm on) and turn "
                 "mixed precision off if it is on.")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{os.getpid()}.{self.path.name}")
-        try:
+        with atomic_path(self.path) as temporary:
             self.target.save_weights(temporary)
-            os.replace(temporary, self.path)
-        finally:
-            temporary.unlink(missing_ok=True)
+
+
+# The file names keras.callbacks.BackupAndRestore gives its backup.
+WEIGHTS_NAME = "latest.weights.h5"
+METADATA_NAME = "training_metadata.json"
 
 
 class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -184,16 +186,35 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     skipped (with an error) when the model or optimizer holds a NaN/inf. A backup that cannot
     be read (from an older run) is set aside with a warning and training starts over.
 
+    ``restore_dir`` (default ``backup_dir``) is where the state is restored from: the other
+    workers of a multi-worker run restore the chief's backup and write theirs to a temporary
+    ``backup_dir`` of their own (the Keras/TensorFlow multi-worker convention).
+
     Example::
 
         model.fit(data, epochs=10, callbacks=[SafeBackupAndRestore("runs/mine/backup")])
+        SafeBackupAndRestore("/tmp/worker1/backup", restore_dir="runs/mine/backup")  # worker 1
     """
+
+    def __init__(self, backup_dir: str | os.PathLike[str],
+                 restore_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(str(backup_dir), **kwargs)
+        self.restore_dir = str(restore_dir or backup_dir)
 
     def _state(self) -> list[Any]:
         optimizer = getattr(self.model, "optimizer", None)
         return list(self.model.weights) + list(getattr(optimizer, "variables", []) or [])
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self.restore_dir != self.backup_dir:  # restore another worker's backup
+            self._weights_path = os.path.join(self.restore_dir, WEIGHTS_NAME)
+            self._training_metadata_path = os.path.join(self.restore_dir, METADATA_NAME)
+            try:
+                super().on_train_begin(logs)
+            finally:
+                self._weights_path = os.path.join(self.backup_dir, WEIGHTS_NAME)
+                self._training_metadata_path = os.path.join(self.backup_dir, METADATA_NAME)
+            return
         weights = Path(self._weights_path)
         if weights.exists() and not _readable_h5(weights):
             aside = Path(self.backup_dir).with_name(
@@ -216,18 +237,11 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
                 f"epoch {self._current_epoch}; the resume backup in {self.backup_dir} was not "
                 "overwritten and holds the last finite state. Lower the learning rate (or keep "
                 "clipnorm on) and turn mixed precision off if it is on.")
-        folder = Path(self.backup_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        temporary = folder / f".{os.getpid()}.partial.weights.h5"
-        try:
+        Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
+        with atomic_path(self._weights_path) as temporary:
             self.model.save_weights(filepath=str(temporary), overwrite=True)
-            os.replace(temporary, self._weights_path)
-        finally:
-            temporary.unlink(missing_ok=True)
-        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
-        partial = folder / f".{os.getpid()}.training_metadata.json"
-        partial.write_text(json.dumps(metadata))
-        os.replace(partial, self._training_metadata_path)
+        write_json_atomic(self._training_metadata_path,
+                          {"epoch": self._current_epoch, "batch": self._last_batch_seen})
 
 
 def _readable_h5(path: Path) -> bool:

@@ -102,6 +102,11 @@ def train_classifier(config: ClassifierTrainConfig,
                                                         output_dir="runs/flowers"))
         result["metrics"]  # {"top1": ..., "top5": ..., "num_examples": ...}
     """
+    # First: a MultiWorkerMirroredStrategy can only be made before TensorFlow runs any op.
+    strategy = strategy or choose_strategy()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        raise ValueError("Classifier training runs on one machine (one or several GPUs); "
+                         "training on several workers is available for detectors.")
     keras.utils.set_random_seed(config.seed)
     out = Path(config.output_dir)
     mode = prepare_output_folder(out, dataclasses.asdict(config), weights_file=WEIGHTS_FILE,
@@ -118,7 +123,7 @@ def train_classifier(config: ClassifierTrainConfig,
     if steps < 1:
         raise ValueError(f"No training batches in {config.train_images}: add images or lower "
                          "batch_size / validation_split.")
-    with (strategy or choose_strategy()).scope():
+    with strategy.scope():
         model = build_classifier(config, len(names), weights=config.weights)
         schedule = warmup_cosine(config.learning_rate, steps * config.epochs,
                                  int(config.warmup_epochs * steps))

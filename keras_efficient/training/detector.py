@@ -1,8 +1,9 @@
 """``train_detector`` / ``train_classifier``: one call from data on disk to trained weights.
 
-Everything Keras provides is used as is — ``fit``, SGD/AdamW with ``use_ema``, cosine decay with
-warm-up, ``BackupAndRestore`` (resume after interruption), ``SwapEMAWeights`` (checkpoints hold
-the EMA copy), ``TensorBoard`` — and only what Keras lacks is ours (targets, loss, NaN stop).
+Everything Keras provides is used as is — its ``train_step``, SGD/AdamW with ``use_ema``, cosine
+decay with warm-up, ``BackupAndRestore`` (resume after interruption), ``SwapEMAWeights``
+(checkpoints hold the EMA copy), ``TensorBoard`` — and only what Keras lacks is ours (targets,
+loss, NaN stop, and a ``fit`` loop that also runs on several workers: ``training.loop``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,10 +24,10 @@ import tensorflow as tf
 
 from keras_efficient.configs.efficientdet import EfficientDetSpec, get_efficientdet_spec
 from keras_efficient.configs.efficientnet import EfficientNetScaling
-from keras_efficient.data.coco import CocoDataset
+from keras_efficient.data.coco import CocoDataset, ImageRecord
 from keras_efficient.data.pipeline import detection_dataset
 from keras_efficient.detection.anchors import generate_anchors
-from keras_efficient.files import write_json_atomic
+from keras_efficient.files import atomic_path, write_json_atomic
 from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.training.callbacks import (
     EpochLog,
@@ -33,9 +36,10 @@ from keras_efficient.training.callbacks import (
     StopOnDivergence,
     StopOnNonFiniteLoss,
 )
+from keras_efficient.training.loop import barrier, fit_distributed
 from keras_efficient.training.output_folder import prepare_output_folder
 from keras_efficient.training.schedules import scaled_learning_rate, warmup_cosine
-from keras_efficient.training.strategy import choose_strategy
+from keras_efficient.training.strategy import choose_strategy, is_chief, worker_index
 from keras_efficient.training.targets import with_targets
 from keras_efficient.training.trainer import DetectionTrainer
 
@@ -125,14 +129,20 @@ class TrainResult:
     labels_path: Path
 
 
-def make_optimizer(config: DetectorTrainConfig, schedule: Any) -> keras.optimizers.Optimizer:
+def make_optimizer(config: DetectorTrainConfig, schedule: Any, *,
+                   replicas: int = 1) -> keras.optimizers.Optimizer:
     """SGD with momentum (reference) or AdamW, with gradient clipping and weight EMA.
+
+    Keras clips each replica's share of the gradient before the all-reduce; with ``replicas``
+    shares the limit is ``clipnorm / replicas`` each, so that the summed gradient stays within
+    ``clipnorm`` (the same clipping as on one device when the shares are alike).
 
     Example::
 
         optimizer = make_optimizer(config, warmup_cosine(0.02, total_steps=1000, warmup_steps=50))
     """
-    common: dict[str, Any] = {"learning_rate": schedule, "clipnorm": config.clipnorm}
+    clipnorm = config.clipnorm / replicas if config.clipnorm else config.clipnorm
+    common: dict[str, Any] = {"learning_rate": schedule, "clipnorm": clipnorm}
     if config.ema_decay:
         common.update(use_ema=True, ema_momentum=config.ema_decay)
     if config.optimizer == "sgd":
@@ -141,6 +151,20 @@ def make_optimizer(config: DetectorTrainConfig, schedule: Any) -> keras.optimize
         # AdamW decays weights itself; the trainer's L2 term is then switched off.
         return keras.optimizers.AdamW(weight_decay=config.weight_decay or 0.0, **common)
     raise ValueError(f"optimizer must be 'sgd' or 'adamw'; received {config.optimizer!r}.")
+
+
+def shard_records(records: Sequence[ImageRecord],
+                  context: tf.distribute.InputContext) -> list[ImageRecord]:
+    """The images one input pipeline (one worker) reads: every ``num_input_pipelines``-th
+    record from ``input_pipeline_id`` on, so that the workers read disjoint shards of about
+    the same size that together cover the dataset.
+
+    Example::
+
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1)
+        shard_records(data.records, context)  # records 1, 3, 5, ...
+    """
+    return list(records)[context.input_pipeline_id::context.num_input_pipelines]
 
 
 def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strategy | None = None,
@@ -159,12 +183,23 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
     read and the model is built. Training stops with an error, keeping the last finite
     checkpoint, on a NaN/inf loss or weights and when the loss diverges.
 
+    Any strategy works (default: :func:`~keras_efficient.training.strategy.choose_strategy`,
+    created first thing, before any other TensorFlow op), through one training loop
+    (:func:`~keras_efficient.training.loop.fit_distributed`). ``batch_size`` is global: each
+    of the replicas takes its share, and each worker of a multi-worker run reads its own
+    shard of the images. Only the chief (worker 0) writes into ``output_dir``, which every
+    worker must see at the same path to resume; the other workers write to temporary folders
+    that they remove.
+
     Example::
 
         result = train_detector(DetectorTrainConfig(train_json="instances_train.json",
                                                     train_images="train/", output_dir="runs/mine"))
         same = keras.saving.load_model("runs/mine/detector.keras")  # spec, labels and weights
     """
+    # First: a MultiWorkerMirroredStrategy can only be made before TensorFlow runs any op.
+    strategy = strategy or choose_strategy()
+    chief = is_chief(strategy)
     keras.utils.set_random_seed(config.seed)
     output = Path(config.output_dir)
     data = CocoDataset(config.train_json, config.train_images, on_error=config.on_error)
@@ -172,22 +207,35 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
         raise ValueError(f"{config.train_json} lists no usable images (skipped: "
                          f"{data.skipped or 'none'}); nothing to train on. Check the 'images' "
                          "list and the image folder.")
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ValueError(f"batch_size {config.batch_size} is the global batch and must divide "
+                         f"evenly among the {replicas} replicas; use a multiple of {replicas}.")
     spec = config.spec()
-    mode = prepare_output_folder(output, dataclasses.asdict(config), weights_file=WEIGHTS_FILE,
-                                 run_files=RUN_FILES, overwrite=overwrite)
+    mode = "worker"
+    if chief:
+        mode = prepare_output_folder(output, dataclasses.asdict(config),
+                                     weights_file=WEIGHTS_FILE, run_files=RUN_FILES,
+                                     overwrite=overwrite)
+    barrier(strategy)  # the others read the chief's backup only once it has been checked
     size = (spec.input_size, spec.input_size)
     anchors = generate_anchors(spec.anchor_spec(size))
-    batches = detection_dataset(data, size, batch_size=config.batch_size, training=True,
-                                flip=config.flip, scale_range=config.scale_range,
-                                seed=config.seed)
     steps = config.steps_per_epoch or max(1, math.ceil(len(data) / config.batch_size))
-    batches = with_targets(batches.repeat(), anchors, data.num_classes)
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        batches = detection_dataset(shard_records(data.records, context), size,
+                                    batch_size=context.get_per_replica_batch_size(
+                                        config.batch_size),
+                                    training=True, flip=config.flip,
+                                    scale_range=config.scale_range,
+                                    seed=config.seed + context.input_pipeline_id)
+        return with_targets(batches.repeat(), anchors, data.num_classes)
 
     policy = keras.config.dtype_policy()
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        with (strategy or choose_strategy()).scope():
+        with strategy.scope():
             detector = EfficientDet(spec, num_classes=data.num_classes, weights=config.weights,
                                     backbone_weights=config.backbone_weights,
                                     label_map=list(zip(data.category_ids, data.class_names,
@@ -204,36 +252,45 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
             total = steps * config.epochs
             schedule = warmup_cosine(config.peak_learning_rate(), total,
                                      int(config.warmup_epochs * steps))
-            trainer.compile(optimizer=make_optimizer(config, schedule), jit_compile=False)
+            trainer.compile(optimizer=make_optimizer(config, schedule, replicas=replicas),
+                            jit_compile=False)
     finally:
         keras.config.set_dtype_policy(policy)
 
     # Training can start: only now is anything written into the output folder.
-    output.mkdir(parents=True, exist_ok=True)
-    labels_path = output / "labels.txt"
-    data.write_label_file(labels_path)
-    write_json_atomic(output / "train_config.json", dataclasses.asdict(config))
-    if mode == "resume":
-        print(f"resuming the interrupted run in {output}", file=sys.stderr, flush=True)
-
-    callbacks: list[keras.callbacks.Callback] = [
-        StopOnNonFiniteLoss(),
-        StopOnDivergence(),
-        SafeBackupAndRestore(str(output / "backup")),
-    ]
-    if config.ema_decay:
-        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
-    weights_path = output / WEIGHTS_FILE
-    callbacks.append(SaveWeights(detector, weights_path))
-    if _tensorboard_available():
-        callbacks.append(keras.callbacks.TensorBoard(str(output / "logs")))
-    if config.verbose == 0:
-        callbacks.append(EpochLog(config.epochs))
-    callbacks.extend(extra_callbacks)
-    history = trainer.fit(batches, epochs=config.epochs, steps_per_epoch=steps,
-                          callbacks=callbacks, verbose=config.verbose, shuffle=False)
-    save_model_atomic(detector, output / MODEL_FILE)
-    return TrainResult(detector, detector.spec, data, history.history, weights_path, labels_path)
+    work = output if chief else Path(tempfile.mkdtemp(
+        prefix=f"keras-efficient-worker{worker_index(strategy)}-"))
+    try:
+        if chief:
+            output.mkdir(parents=True, exist_ok=True)
+            data.write_label_file(output / "labels.txt")
+            write_json_atomic(output / "train_config.json", dataclasses.asdict(config))
+        if mode == "resume":
+            print(f"resuming the interrupted run in {output}", file=sys.stderr, flush=True)
+        callbacks: list[keras.callbacks.Callback] = [
+            StopOnNonFiniteLoss(),
+            StopOnDivergence(),
+            SafeBackupAndRestore(work / "backup", restore_dir=output / "backup"),
+        ]
+        if config.ema_decay:
+            callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+        callbacks.append(SaveWeights(detector, work / WEIGHTS_FILE))
+        if _tensorboard_available():
+            callbacks.append(keras.callbacks.TensorBoard(str(work / "logs")))
+        if config.verbose == 0 and chief:
+            callbacks.append(EpochLog(config.epochs))
+        callbacks.extend(extra_callbacks)
+        history = fit_distributed(trainer, dataset_fn, strategy=strategy, epochs=config.epochs,
+                                  steps_per_epoch=steps, callbacks=callbacks,
+                                  verbose=config.verbose if chief else 0)
+        if chief:
+            save_model_atomic(detector, output / MODEL_FILE)
+        barrier(strategy)  # the others finish once the chief's files are written
+    finally:
+        if not chief:
+            shutil.rmtree(work, ignore_errors=True)
+    return TrainResult(detector, detector.spec, data, history.history, output / WEIGHTS_FILE,
+                       output / "labels.txt")
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> Path:
@@ -244,12 +301,8 @@ def save_model_atomic(model: keras.Model, path: Path) -> Path:
 
         save_model_atomic(detector, Path("runs/mine/detector.keras"))
     """
-    temporary = path.with_name(f".{os.getpid()}.{path.name}")
-    try:
+    with atomic_path(path) as temporary:
         model.save(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
     return path
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from keras_efficient.detection.losses import FocalLoss, detection_loss
@@ -31,6 +32,12 @@ class DetectionTrainer(keras.Model):
     The loss terms are reported as metrics (``class_loss``, ``box_loss``); L2 weight decay
     (``weight_decay`` × Σ‖w‖²/2 over conv kernels, the reference's form) is added to the loss.
     Save the wrapped ``detector``'s weights for inference; the trainer adds no weights.
+
+    Under a ``tf.distribute`` strategy with several replicas the loss keeps global-batch
+    semantics: the normaliser (positive anchors + 1) is summed over all replicas, and each
+    replica returns its share of the global loss (its terms over the global normaliser, plus
+    1/replicas of the decay), so the all-reduced (summed) gradient is the gradient of the loss
+    of one batch of the global size. The reported losses are those of the global batch.
 
     Example::
 
@@ -65,13 +72,21 @@ class DetectionTrainer(keras.Model):
         terms = detection_loss(y, y_pred, focal=self.focal, box_weight=self.box_weight,
                                huber_delta=self.huber_delta, iou_weight=self.iou_weight,
                                anchors=self.anchors)
-        self.class_loss_tracker.update_state(terms["class_loss"])
-        self.box_loss_tracker.update_state(terms["box_loss"])
-        loss = terms["loss"]
+        replicas, share = 1, 1.0
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            replicas = context.num_replicas_in_sync
+            local = ops.sum(ops.cast(y["positive_mask"], "float32")) + 1.0
+            total = context.all_reduce(tf.distribute.ReduceOp.SUM, local - 1.0) + 1.0
+            share = local / total
+        # Keras reports replicas x a replica's value, averaged over replicas: the global value.
+        self.class_loss_tracker.update_state(terms["class_loss"] * share * replicas)
+        self.box_loss_tracker.update_state(terms["box_loss"] * share * replicas)
+        loss = terms["loss"] * share
         if self.weight_decay:
             decay = ops.sum(ops.stack([ops.sum(ops.square(ops.cast(k, "float32")))
                                        for k in self._kernels]))
-            loss = loss + self.weight_decay * 0.5 * decay
+            loss = loss + self.weight_decay * 0.5 * decay / replicas
         return loss
 
     @property
