@@ -59,6 +59,7 @@ def test_to_original_pixels_config_and_math():
     np.testing.assert_allclose(out, [[[20.0, 40.0, 60.0, 300.0]]])
 
 
+@pytest.mark.slow  # the Lite0 and tiny-spec round trips (tests/models) cover it by default
 def test_d0_keras_file_round_trip_with_safe_mode(tmp_path):
     model = EfficientDet("d0", num_classes=5)
     image = np.random.default_rng(0).uniform(0, 255, (1, 512, 512, 3)).astype("float32")

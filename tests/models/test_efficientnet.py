@@ -51,7 +51,12 @@ def trainable_count(model: keras.Model) -> int:
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
-@pytest.mark.parametrize("name", list(PARAMS))
+# B4-B7 take most of the time and exercise the same rules as B0-B3: slow tier.
+BIG = {"efficientnetb4", "efficientnetb5", "efficientnetb6", "efficientnetb7"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n
+                                  for n in PARAMS])
 def test_parameter_counts(name):
     trainable, total, no_top = PARAMS[name]
     model = built(name)
@@ -67,7 +72,8 @@ def test_parameter_counts(name):
     assert built(name, include_top=False).count_params() == expected_no_top
 
 
-@pytest.mark.parametrize("name", list(PUBLISHED_MACS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n
+                                  for n in PUBLISHED_MACS])
 def test_macs_match_published(name):
     ratio = count_macs(built(name)) / PUBLISHED_MACS[name]
     # The Lite figures of the tpu README are ~5% above a plain kernel count for every Lite
