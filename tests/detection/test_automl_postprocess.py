@@ -151,3 +151,20 @@ def test_builtin_nms_export_ending_is_automls_global_hard_mode(k):
         # Decoded in normalised units, not pixels: measured max |Δ| 1.2e-7.
         np.testing.assert_allclose(out["detection_boxes"][0].numpy(), want, rtol=0, atol=1e-6)
         assert float(out["num_detections"][0]) == 100.0
+
+
+def test_a_coco_detector_keeps_automls_defaults_through_save_and_load(tmp_path):
+    from keras_efficient.configs.efficientdet import get_efficientdet_spec
+    from keras_efficient.models.efficientdet import EfficientDetector
+
+    spec = get_efficientdet_spec("lite0").with_(input_size=64, max_level=5, fpn_filters=16,
+                                                fpn_cells=1, head_repeats=1)
+    detector = EfficientDetector(spec, 3, pretrained="coco")
+    path = tmp_path / "detector.keras"
+    detector.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert loaded.pretrained == "coco" and default_nms_method(loaded) == "soft"
+    assert EfficientDetector(spec, 3).get_config()["pretrained"] is None
+    nms = inference_model(loaded, mode="global").get_layer("nms")
+    assert (nms.mode, nms.method, nms.pre_nms_top_k, nms.effective_clip) == (
+        "global", "soft", None, "after_nms")
