@@ -8,7 +8,9 @@ held-out COCO-format set for the AP check.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,8 @@ def fresh_detector_job(name: str = "efficientdet-lite0", *, num_classes: int = 3
     """A freshly built (random-weight) detector calibrated on synthetic images.
 
     For trying the export path offline without trained weights; its accuracy means nothing.
+    The synthetic images live in a temporary folder that is removed when the job is garbage
+    collected or the program exits.
 
     Example::
 
@@ -112,6 +116,8 @@ def fresh_detector_job(name: str = "efficientdet-lite0", *, num_classes: int = 3
                                   image_size=static_image_size(model))
     images = list(representative_images(data.train_json, static_image_size(model), count=count))
     val = data.coco("val")
-    return ExportJob(model, images, weights_origin="random",
-                     labels=val.class_names, category_ids=val.category_ids,
-                     held_out=_held_out(data.val_json, 4))
+    job = ExportJob(model, images, weights_origin="random",
+                    labels=val.class_names, category_ids=val.category_ids,
+                    held_out=_held_out(data.val_json, 4))
+    weakref.finalize(job, shutil.rmtree, folder, ignore_errors=True)
+    return job

@@ -1,8 +1,12 @@
-"""Export jobs: paths recorded by training resolve from any working directory."""
+"""Export jobs: paths recorded by training resolve from any working directory; a fresh
+detector's synthetic images do not outlive the job."""
+
+import gc
+from pathlib import Path
 
 import pytest
 
-from keras_efficient.export.jobs import _resolve, trained_detector_job
+from keras_efficient.export.jobs import _resolve, fresh_detector_job, trained_detector_job
 
 
 def test_relative_training_paths_resolve_from_another_directory(tmp_path, monkeypatch):
@@ -21,3 +25,14 @@ def test_relative_training_paths_resolve_from_another_directory(tmp_path, monkey
 def test_untrained_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"No trained detector in .*train_config\.json"):
         trained_detector_job(tmp_path)
+
+
+def test_fresh_detector_job_removes_its_synthetic_images():
+    job = fresh_detector_job(count=2)
+    folder = next(p for p in Path(job.held_out.annotations).parents
+                  if p.name.startswith("keras_efficient_export_"))
+    assert folder.is_dir()
+    assert len(job.representative) == 2 and job.is_detector
+    del job
+    gc.collect()
+    assert not folder.exists()
