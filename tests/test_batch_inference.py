@@ -297,3 +297,35 @@ def _fixed_classifier(best):
                                  bias_initializer=keras.initializers.Constant(
                                      np.eye(1000)[best] * 5), name="fixed")(x)
     return keras.Model(inputs, outputs, name="fixed_imagenet")
+
+
+def test_detect_with_a_named_variant_and_a_weights_file(photos, tmp_path, capsys):
+    detector = EfficientDet("efficientdet-lite0", num_classes=len(LABELS))
+    weights = tmp_path / "lite0.weights.h5"
+    detector.save_weights(weights)
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps(LABELS))
+    out = tmp_path / "named"
+    assert main(["detect", str(photos / "wide.png"), "--model", "efficientdet-lite0",
+                 "--weights", str(weights), "--labels", str(labels), "--output", str(out),
+                 "--score-threshold", "0", "--no-draw"]) == 0
+    results = json.loads((out / "detections.json").read_text())
+    [image] = json.loads((out / "images.json").read_text())
+    assert results and {r["category_id"] for r in results} <= {3, 7, 9}
+    width, height = image["width"], image["height"]
+    for result in results:  # COCO [x, y, w, h] inside the image's own pixels
+        x, y, w, h = result["bbox"]
+        assert x >= 0 and y >= 0 and x + w <= width + 1e-3 and y + h <= height + 1e-3
+
+
+def test_classify_skips_unreadable_images_and_says_so(classifier_run, photos, tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    shutil.copytree(photos, folder)
+    (folder / "cut.jpg").write_bytes((photos / "nested" / "tall.jpg").read_bytes()[:300])
+    assert main(["classify", str(folder), "--train-dir", str(classifier_run), "--top", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped 1 unreadable image" in captured.err and "cut.jpg" in captured.err
+    assert captured.out.count("top-1 for") == 3
+    assert main(["classify", str(folder), "--train-dir", str(classifier_run),
+                 "--on-error", "raise"]) == 2
+    assert "cut.jpg: cannot decode" in capsys.readouterr().err

@@ -349,7 +349,8 @@ def _problem_message(source: str, problems: list[tuple[str, str, str]]) -> str:
     summary = ", ".join(f"{reason}: {count}" for reason, count in counts.items())
     return (f"{len(problems)} problem(s) in COCO annotations {source} ({summary}):\n"
             + "\n".join(lines)
-            + "\nFix the data, or pass on_error='skip' to drop the bad annotations and the "
+            + "\nFix the data, or skip them (`--on-error skip` on the command line, "
+              "on_error='skip' in Python) to drop the bad annotations and the "
               "missing/unreadable images (counted in dataset.skipped).")
 
 

@@ -91,6 +91,7 @@ def test_bad_annotation_raises_or_is_skipped(tmp_path: Path, bad: dict[str, Any]
     with pytest.raises(ValueError, match="on_error='skip'") as raised:
         CocoDataset(data, tmp_path)
     assert "a.png" in str(raised.value) and "annotation 2" in str(raised.value)
+    assert "--on-error skip" in str(raised.value)
     with caplog.at_level(logging.WARNING):
         dataset = CocoDataset(data, tmp_path, on_error="skip")
     assert dataset.skipped == {reason: 1} and reason in caplog.text
