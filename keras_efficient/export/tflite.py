@@ -1,4 +1,4 @@
-"""Keras model -> TFLite flatbuffer: float32, float16, dynamic-range or full-integer int8.
+"""Keras model -> TFLite flatbuffer: float32, float16, dynamic-range, full-integer int8, int16x8.
 
 Conversion goes through a SavedModel written by ``keras.export.ExportArchive`` with a static batch
 of 1 and the model's static
@@ -7,6 +7,13 @@ TFLite builtin ops are allowed: a graph that would need TF Select (Flex) ops fai
 converter's message instead of silently growing a Flex dependency. The temporary SavedModel goes
 into ``work_dir`` (the export's staging folder) rather than the system temp folder, so that a
 killed run leaves nothing there.
+
+``int16x8`` (16-bit activations, 8-bit weights) is for CPU targets: the EdgeTPU and the GPU
+delegate run no int16 kernels. The converter accepts float input and output for it (as for int8,
+a QUANTIZE after the input and a DEQUANTIZE before the output), so it keeps float I/O. Selective
+int8 (``float_layers``/``float_worst``: named layers stay float) goes through TensorFlow's
+``QuantizationDebugger`` (:mod:`keras_efficient.export.quant_debug`) and is refused for the
+EdgeTPU, which needs every op integer.
 
 Representative images must follow the models' input contract: float RGB pixels in [0, 255],
 NHWC ``[1, H, W, 3]`` at the model's size. Channels-first images, images scaled to [0, 1] and
@@ -17,7 +24,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +33,9 @@ import tensorflow as tf
 
 from keras_efficient.files import check_output_parent, staging_folder, write_bytes_atomic
 
-QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8", "int16x8")
+CALIBRATED = ("int8", "int16x8")
+"""The quantizations calibrated on representative images."""
 INPUT_TYPES = ("float32", "uint8", "int8")
 # Pixels may overshoot [0, 255] this much (bicubic resampling); more means another convention.
 PIXEL_SLACK = 16.0
@@ -156,44 +165,62 @@ def _representative(images: Iterable[np.ndarray], shape: tuple[int, ...]
 def convert(model: Any, quantization: str = "float32", *,
             representative: Iterable[np.ndarray] | None = None,
             input_type: str = "float32",
-            work_dir: str | os.PathLike[str] | None = None) -> bytes:
+            work_dir: str | os.PathLike[str] | None = None,
+            float_layers: Sequence[str] = (), float_worst: int = 0,
+            edgetpu: bool = False) -> bytes:
     """Convert ``model`` to a TFLite flatbuffer and return its bytes.
 
     ``quantization``: ``float32``; ``float16`` (weights in fp16); ``dynamic`` (int8 weights,
     float activations); ``int8`` (full integer, calibrated on ``representative`` images; inputs
-    of ``input_type`` uint8/int8/float32, outputs float so that consumers need no scales).
-    ``work_dir``: where the temporary SavedModel goes (default: the system temp folder).
+    of ``input_type`` uint8/int8/float32, outputs float so that consumers need no scales);
+    ``int16x8`` (int16 activations, int8 weights, calibrated; float input and output; CPU only).
+    ``float_layers`` (Keras layer names or tensor names from a
+    :class:`~keras_efficient.export.quant_debug.QuantizationReport`) and ``float_worst`` (the N
+    worst layers of that report) stay float in an ``int8`` model with float input (selective
+    quantization, for CPU/GPU); ``edgetpu=True`` says the model is for the EdgeTPU, which refuses
+    both float layers and int16x8. ``work_dir``: where the temporary SavedModel goes (default:
+    the system temp folder).
 
     Example::
 
         payload = convert(model, "float16")
         payload = convert(model, "int8", representative=images, input_type="uint8")
+        payload = convert(model, "int8", representative=images, float_layers=["block6a_se"])
     """
-    check_options(quantization, input_type)
+    check_options(quantization, input_type, float_layers=float_layers,
+                  float_worst=float_worst, edgetpu=edgetpu)
     shape = static_input_shape(model)
     representative = check_representative(representative, quantization, shape)
     with tempfile.TemporaryDirectory(prefix=".saved_model-", dir=work_dir) as folder:
         write_saved_model(model, folder)
         return convert_saved_model(folder, quantization, shape=shape, name=model.name,
-                                   representative=representative, input_type=input_type)
+                                   representative=representative, input_type=input_type,
+                                   float_layers=float_layers, float_worst=float_worst,
+                                   edgetpu=edgetpu)
 
 
 def check_representative(images: Iterable[np.ndarray] | None, quantization: str,
                          shape: tuple[int, ...]) -> list[np.ndarray] | None:
     """The representative images as a list, checked before any conversion work starts."""
-    if quantization != "int8":
+    if quantization not in CALIBRATED:
         return None if images is None else list(images)
     if images is None:
-        raise ValueError("quantization='int8' needs a representative dataset of images.")
+        raise ValueError(f"quantization={quantization!r} needs a representative dataset of "
+                         "images.")
     return check_images(images, shape)
 
 
-def check_options(quantization: str, input_type: str) -> None:
-    """Reject unknown quantization / input type combinations with a clear message.
+def check_options(quantization: str, input_type: str, *, float_layers: Sequence[str] = (),
+                  float_worst: int = 0, edgetpu: bool = False) -> None:
+    """Reject unknown quantization / input type / target combinations with a clear message.
+
+    ``edgetpu``: the artifact is for the EdgeTPU (a recipe's ``edgetpu``), where every op must
+    be int8: float layers and int16 activations are refused.
 
     Example::
 
         check_options("float16", "uint8")  # ValueError: uint8 input needs int8
+        check_options("int8", "uint8", float_layers=["head"], edgetpu=True)  # ValueError
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}; received "
@@ -202,37 +229,93 @@ def check_options(quantization: str, input_type: str) -> None:
         raise ValueError(f"input_type must be one of {INPUT_TYPES}; received {input_type!r}.")
     if input_type != "float32" and quantization != "int8":
         raise ValueError(f"input_type={input_type!r} needs quantization='int8'.")
+    if quantization == "int16x8" and edgetpu:
+        raise ValueError("quantization='int16x8' is for CPU targets: the EdgeTPU runs only int8 "
+                         "ops (use int8 for the edgetpu target).")
+    if isinstance(float_layers, str):
+        raise ValueError(f"float_layers must be a list of names; received the string "
+                         f"{float_layers!r}.")
+    if float_worst < 0:
+        raise ValueError(f"float_worst must be >= 0; received {float_worst}.")
+    if not (float_layers or float_worst):
+        return
+    if edgetpu:
+        raise ValueError("Selective quantization (float_layers/float_worst) keeps layers in "
+                         "float, but the EdgeTPU runs only integer ops: every op from the first "
+                         "float layer on would fall back to the CPU. Export the edgetpu target "
+                         "fully int8 (no float_layers/float_worst); keep layers float only for "
+                         "CPU/GPU targets.")
+    if quantization != "int8":
+        raise ValueError(f"float_layers/float_worst select layers to keep float in an int8 "
+                         f"model; quantization={quantization!r} has none to select.")
+    if input_type != "float32":
+        raise ValueError(f"float_layers/float_worst keep float input and output (TensorFlow's "
+                         f"selective quantizer does not quantize them); input_type="
+                         f"{input_type!r} is not available with them: pass input_type="
+                         "'float32'.")
 
 
 def convert_saved_model(folder: str | os.PathLike[str], quantization: str, *,
                         shape: tuple[int, ...], name: str,
                         representative: Iterable[np.ndarray] | None = None,
-                        input_type: str = "float32", custom_ops: bool = False) -> bytes:
+                        input_type: str = "float32", custom_ops: bool = False,
+                        float_layers: Sequence[str] = (), float_worst: int = 0,
+                        edgetpu: bool = False) -> bytes:
     """Convert the ``serve`` signature of a SavedModel written by this package.
 
     ``custom_ops`` allows exactly the custom ops the graph declares (the detection
-    post-process op); TF Select (Flex) ops are never enabled.
+    post-process op); TF Select (Flex) ops are never enabled. ``float_layers``,
+    ``float_worst``, ``edgetpu``: as in :func:`convert`.
 
     Example::
 
         write_saved_model(model, "tmp/sm")
         payload = convert_saved_model("tmp/sm", "dynamic", shape=(1, 224, 224, 3), name=model.name)
     """
-    check_options(quantization, input_type)
-    converter = tf.lite.TFLiteConverter.from_saved_model(os.fspath(folder),
-                                                         signature_keys=["serve"])
-    _configure(converter, quantization, representative, input_type, shape)
-    if custom_ops:
-        converter.allow_custom_ops = True
-        if quantization == "int8":
-            # The post-process tail stays float: int8 where an int8 kernel exists, float after.
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                                                   tf.lite.OpsSet.TFLITE_BUILTINS]
+    check_options(quantization, input_type, float_layers=float_layers,
+                  float_worst=float_worst, edgetpu=edgetpu)
+    converter = make_converter(folder, quantization, shape=shape, representative=representative,
+                               input_type=input_type, custom_ops=custom_ops)
+    if float_layers or float_worst:
+        from keras_efficient.export.quant_debug import quantize_selectively
+
+        return quantize_selectively(converter, _representative(representative or (), shape),
+                                    float_layers=float_layers, float_worst=float_worst,
+                                    name=name)
     try:
         return bytes(converter.convert())
     except Exception as error:  # the converter raises several unrelated types
         raise ExportError(f"TFLite conversion ({quantization}) of {name} failed: "
                           f"{error}") from error
+
+
+def make_converter(folder: str | os.PathLike[str], quantization: str, *,
+                   shape: tuple[int, ...], representative: Iterable[np.ndarray] | None = None,
+                   input_type: str = "float32", custom_ops: bool = False) -> Any:
+    """The ``tf.lite.TFLiteConverter`` for the ``serve`` signature of a SavedModel written by
+    this package, set up for ``quantization`` exactly as the export converts it.
+
+    Shared by :func:`convert_saved_model` and the quantization debugger
+    (:func:`keras_efficient.export.quant_debug.debug_quantization`), so that the debugged model
+    is the exported one.
+
+    Example::
+
+        converter = make_converter("tmp/sm", "int8", shape=(1, 224, 224, 3),
+                                   representative=images)
+        payload = converter.convert()
+    """
+    converter = tf.lite.TFLiteConverter.from_saved_model(os.fspath(folder),
+                                                         signature_keys=["serve"])
+    _configure(converter, quantization, representative, input_type, shape)
+    if custom_ops:
+        converter.allow_custom_ops = True
+        if quantization in CALIBRATED:
+            # The post-process tail stays float: integer where an integer kernel exists,
+            # float after.
+            converter.target_spec.supported_ops = [*converter.target_spec.supported_ops,
+                                                   tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter
 
 
 def _configure(converter: Any, quantization: str, representative: Any, input_type: str,
@@ -243,12 +326,15 @@ def _configure(converter: Any, quantization: str, representative: Any, input_typ
         converter.target_spec.supported_types = [tf.float16]
     elif quantization == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif quantization == "int8":
+    elif quantization in CALIBRATED:
         if representative is None:
-            raise ValueError("quantization='int8' needs a representative dataset of images.")
+            raise ValueError(f"quantization={quantization!r} needs a representative dataset of "
+                             "images.")
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = _representative(representative, shape)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if quantization == "int8" else
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
         converter.inference_input_type = {"float32": tf.float32, "uint8": tf.uint8,
                                           "int8": tf.int8}[input_type]
         converter.inference_output_type = tf.float32
