@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from keras_efficient.data.decode import IMAGE_SUFFIXES, ImageDecodeError, read_image
-from keras_efficient.data.transforms import load_image, resize_and_pad
+from keras_efficient.data.transforms import PadValue, load_image, resize_and_pad
 from keras_efficient.data.visualize import LEGIBLE_SIZE, draw_detections
 from keras_efficient.files import write_json_atomic
 
@@ -155,9 +156,28 @@ def tflite_labels(path: Path) -> list[str] | None:
     return None
 
 
+def manifest_pad_value(file: Path) -> list[float]:
+    """The pad value the export's ``manifest.json`` (beside ``file``) records for its detector.
+
+    Example::
+
+        manifest_pad_value(Path("runs/export/mine-android-int8/model_int8.tflite"))  # [127.0, ...]
+    """
+    manifest = file.parent / "manifest.json"
+    try:
+        return [float(v) for v in json.loads(manifest.read_text())["preprocessing"]["pad_value"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"Letterboxing for {file} needs the detector's pad value (its mean colour, 0 after "
+            f"its normalization), which the .tflite file does not hold and {manifest} does not "
+            f"give ({type(error).__name__}: {error}). Keep the export's manifest.json beside "
+            "the file, pass --train-dir (the training run it was exported from), or use "
+            "--resize stretch.") from error
+
+
 def tflite_detector(path: str | os.PathLike[str], *, labels: Sequence[str] | None = None,
                     category_ids: Sequence[int] | None = None,
-                    resize: str = "letterbox") -> Detector:
+                    resize: str = "letterbox", pad_value: PadValue | None = None) -> Detector:
     """An exported detector (post-processing ``custom_op`` or ``builtin_nms``) run in LiteRT.
 
     ``resize="letterbox"`` feeds the image as this package's Keras path and export verification
@@ -165,6 +185,9 @@ def tflite_detector(path: str | os.PathLike[str], *, labels: Sequence[str] | Non
     MediaPipe do (the whole image resized to the input, aspect not kept). uint8-input models get
     the raw pixel values. Class names come from ``labels``, the file's metadata or the
     ``labels.txt`` beside it; category ids from ``category_ids``, else index + 1.
+    ``pad_value`` (letterbox only) is the detector's (its mean colour, see
+    :attr:`~keras_efficient.models.efficientdet.EfficientDetector.pad_value`); None reads it from
+    the export's ``manifest.json`` beside the file, and refuses when there is none.
 
     Example::
 
@@ -196,11 +219,14 @@ def tflite_detector(path: str | os.PathLike[str], *, labels: Sequence[str] | Non
     else:
         num_classes = len(names)
     ids = list(category_ids) if category_ids is not None else [i + 1 for i in range(num_classes)]
+    pad: PadValue = 0.0  # unused when stretching
+    if resize == "letterbox":
+        pad = manifest_pad_value(file) if pad_value is None else pad_value
 
     def one(image: np.ndarray) -> dict[str, Any]:
         original_h, original_w = image.shape[:2]
         if resize == "letterbox":
-            fed, scale = resize_and_pad(image, (height, width))
+            fed, scale = resize_and_pad(image, (height, width), pad_value=pad)
             to_pixels = np.asarray([height, width, height, width], "float32") / scale
         else:
             fed = np.asarray(Image.fromarray(np.clip(image, 0, 255).astype("uint8")).resize(

@@ -176,8 +176,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     labels, ids = _detect_labels(args)
     if args.tflite:
+        pad_value = None
+        if args.train_dir:  # the run it was exported from knows the pad value
+            from keras_efficient.training.run_folder import load_trained_detector
+
+            pad_value = load_trained_detector(args.train_dir).model.pad_value
         detector = tflite_detector(args.tflite, labels=labels, category_ids=ids,
-                                   resize=args.resize)
+                                   resize=args.resize, pad_value=pad_value)
         source = f"{args.tflite} (LiteRT, {args.resize})"
     elif args.train_dir:
         from keras_efficient.training.run_folder import load_trained_detector

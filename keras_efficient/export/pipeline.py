@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_efficient.data.transforms import pad_channels
 from keras_efficient.export.detector_tflite import convert_detector
 from keras_efficient.export.edgetpu import (
     INSTALL_HINT,
@@ -208,7 +209,9 @@ class _Export:
             self.reference_ap = detection_ap(
                 keras_detector_predict_fn(job.model, self.options), job.held_out)
         got = detection_ap(tflite_detector_predict_fn(path, self.options,
-                                                      job.model.anchor_spec()), job.held_out)
+                                                      job.model.anchor_spec(),
+                                                      pad_value=job.model.pad_value),
+                           job.held_out)
         return {"keras": self.reference_ap, "tflite": got,
                 "AP_delta": round(got["AP"] - self.reference_ap["AP"], 5),
                 "AP50_delta": round(got["AP50"] - self.reference_ap["AP50"], 5)}
@@ -314,6 +317,12 @@ def export_model(model: Any, recipe: Recipe, output_dir: str | os.PathLike[str],
                                 "versions": _versions(),
                                 "task": "detection" if job.is_detector else "classification",
                                 "artifacts": []}
+    if job.is_detector:
+        # What a consumer needs to letterbox an image as the Keras model saw it: the pad value
+        # (the mean colour, 0 after the in-graph normalization) is not in the .tflite file.
+        manifest["preprocessing"] = {"resize": "letterbox, bilinear, no antialias",
+                                     "pad_value": [float(v) for v in
+                                                   pad_channels(model.pad_value, 3)]}
     staging = make_staging_folder(out)
     step = "labels.txt"
     try:

@@ -104,7 +104,8 @@ def detector_export(tmp_path_factory):
                                   max_objects=2, seed=5)
     val = data.coco("val")
     detector = EfficientDet(tiny_spec(), num_classes=val.num_classes, name="tinydet")
-    images = list(representative_images(data.val_json, (64, 64), count=3))
+    images = list(representative_images(data.val_json, (64, 64), count=3,
+                                        pad_value=detector.pad_value))
     recipe = Recipe(name="t", formats=("saved_model", "float32", "int8"), input_type="uint8",
                     latency_runs=2, score_threshold=0.0, edgetpu=True, eval_images=3)
     held_out = HeldOutSet(data.val_json, data.val_images_dir, val.category_ids, max_images=3)
@@ -116,10 +117,12 @@ def detector_export(tmp_path_factory):
 
 
 def test_detector_export_manifest_ap_metadata_and_edgetpu(detector_export):
+    from keras_efficient.batch_inference import tflite_detector
     from keras_efficient.export.metadata import read_metadata
 
     out, manifest, val = detector_export
     assert manifest["task"] == "detection"
+    assert manifest["preprocessing"]["pad_value"] == [127.0, 127.0, 127.0]  # Lite's mean colour
     saved, float32, int8 = manifest["artifacts"]
     assert saved["format"] == "saved_model" and saved["accuracy"]["raw_max_abs_delta"] < 1e-3
     assert (out / saved["file"] / "saved_model.pb").is_file()
@@ -134,6 +137,8 @@ def test_detector_export_manifest_ap_metadata_and_edgetpu(detector_export):
         assert list(info.labels) == list(val.class_names)
         assert list(info.output_roles) == ["location", "category", "score", "number of detections"]
     assert abs(float32["accuracy"]["AP_delta"]) < 1e-3  # float conversion costs nothing
+    # A consumer of the folder letterboxes with the recorded pad value, found beside the file.
+    assert tflite_detector(out / float32["file"]).predict_fn([np.zeros((40, 64, 3))])
     offline = int8["edgetpu"]["offline"]
     assert offline["first_cpu_op"]["op"] == "DEQUANTIZE"
     assert {row["op"] for row in offline["rows"] if row["status"] != "Mapped to Edge TPU"} == {
