@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from keras_efficient.data.decode import displayed_size
+from keras_efficient.files import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -270,8 +271,9 @@ class CocoDataset:
         if bad:
             raise ValueError(f"Category names with line breaks cannot go in a label file: {bad}.")
         entries = [{"index": index, **entry} for index, entry in self.label_map.items()]
-        _write_atomically(text_path, "".join(f"{name}\n" for name in self.class_names))
-        _write_atomically(json_path, json.dumps(entries, indent=1) + "\n")
+        text_path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(text_path, "".join(f"{name}\n" for name in self.class_names))
+        write_text_atomic(json_path, json.dumps(entries, indent=1) + "\n")
         return text_path, json_path
 
     def __repr__(self) -> str:
@@ -366,14 +368,3 @@ def _default_image_dir(annotation_file: Path | None, data: Mapping[str, Any]) ->
         if first is not None and (candidate / first).is_file():
             return candidate
     return next(c for c in candidates if c.is_dir())
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()

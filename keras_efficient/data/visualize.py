@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from keras_efficient.files import atomic_path
+
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
            (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (0, 128, 128)]
 
@@ -57,12 +59,6 @@ def draw_detections(image: np.ndarray, boxes: np.ndarray, classes: Sequence[int]
         draw.rectangle((xmin, y, xmin + right - left + 2 * line, y + height), fill=colour)
         draw.text((xmin + line, y + line - top), text, fill=(0, 0, 0), font=font)
     if path is not None:
-        directory = os.path.dirname(os.fspath(path)) or "."
-        temporary = os.path.join(directory, f".{os.getpid()}.{os.path.basename(path)}")
-        try:
+        with atomic_path(path) as temporary:
             canvas.save(temporary, format="PNG")
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
     return np.asarray(canvas)

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from keras_efficient.data.transforms import load_image
+from keras_efficient.files import write_json_atomic
 
 COCO_METRIC_NAMES = (
     "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
@@ -161,19 +160,6 @@ def _empty_results(gt: Any) -> Any:
     return res
 
 
-def _write_json_atomic(data: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def evaluate_detections(gt_json: str | os.PathLike[str] | Any,
                         detections: Iterable[Mapping[str, Any]], *,
                         image_ids: Sequence[int] | None = None, per_class: bool = True,
@@ -233,7 +219,8 @@ def evaluate_detections(gt_json: str | os.PathLike[str] | Any,
     metrics["num_images"] = len(eval_ids)
     metrics["num_detections"] = len(dets)
     if output_json is not None:
-        _write_json_atomic(metrics, Path(output_json))
+        Path(output_json).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(output_json, metrics)
     return metrics
 
 
