@@ -63,6 +63,7 @@ ROUNDING_ONLY = 1.0 / math.sqrt(12.0)
 """``rmse/scale`` of pure rounding to the nearest step (uniform error over one step)."""
 
 _INT8_MIN, _INT8_MAX = -128, 127
+_SIGNATURE_OUTPUT = re.compile(r"StatefulPartitionedCall(_\d+)?:0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,7 +274,8 @@ def debug_quantization(model: Any, representative: Iterable[np.ndarray], *,
         debugger = _debugger(converter, _representative(samples, shape), model.name)
     with _quiet():
         debugger.run()
-    layers = _layer_errors(debugger, _keras_layer_names(model) - {model.name})
+    layers = _layer_errors(debugger, _keras_layer_names(model) - {model.name},
+                           _output_layer(model))
     return QuantizationReport(model=model.name, images=len(samples), sort_by=sort_by,
                               layers=_ranked(layers, sort_by))
 
@@ -338,9 +340,14 @@ def _debugger(converter: Any, dataset: Callable[[], Iterable[list[np.ndarray]]],
                           f"{error}") from error
 
 
-def _layer_errors(debugger: Any, keras_layers: set[str]) -> list[LayerError]:
+def _layer_errors(debugger: Any, keras_layers: set[str],
+                  output_layer: str | None = None) -> list[LayerError]:
     """The debugger's layer statistics, read through its own CSV dump (which names each op and
-    its output tensor and adds the output scale and zero point)."""
+    its output tensor and adds the output scale and zero point).
+
+    The model's output tensor is named after the SavedModel signature
+    (``StatefulPartitionedCall:0``), not its layer: ``output_layer`` names it for a
+    single-output model."""
     buffer = io.StringIO()
     debugger.layer_statistics_dump(buffer)
     buffer.seek(0)
@@ -348,9 +355,12 @@ def _layer_errors(debugger: Any, keras_layers: set[str]) -> list[LayerError]:
     for row in csv.DictReader(buffer):
         scale = float(row["scale"])
         rmse = math.sqrt(float(row["mean_squared_error"]))
+        names = _layers_in(row["tensor_name"], keras_layers)
+        if not names and output_layer and _SIGNATURE_OUTPUT.fullmatch(row["tensor_name"]):
+            names = (output_layer,)
         layers.append(LayerError(
-            tensor=row["tensor_name"], op=row["op_name"],
-            layers=_layers_in(row["tensor_name"], keras_layers), index=int(row["tensor_idx"]),
+            tensor=row["tensor_name"], op=row["op_name"], layers=names,
+            index=int(row["tensor_idx"]),
             rmse=rmse, rmse_over_scale=rmse / scale if scale > 0 else math.inf,
             max_abs_error=float(row["max_abs_error"]), mean_error=float(row["mean_error"]),
             stddev=float(row["stddev"]), num_elements=int(float(row["num_elements"])),
@@ -362,6 +372,13 @@ def _ranked(layers: Iterable[LayerError], sort_by: str) -> tuple[LayerError, ...
     # NaN (an op the images never reached) ranks last.
     return tuple(sorted(layers, key=lambda layer: (math.isnan(layer.key(sort_by)),
                                                    -np.nan_to_num(layer.key(sort_by)))))
+
+
+def _output_layer(model: Any) -> str | None:
+    """The layer that computes a single-output model's output."""
+    outputs = getattr(model, "outputs", None) or []
+    history = getattr(outputs[0], "_keras_history", None) if len(outputs) == 1 else None
+    return str(history[0].name) if history else None
 
 
 def _keras_layer_names(model: Any) -> set[str]:
@@ -418,6 +435,7 @@ def _resolve(float_layers: Sequence[str], nodes: list[str]) -> list[str]:
                 f"into its neighbour, such as a batch normalization, has no op of its own: name "
                 f"that op's layer). Layers with ops: {', '.join(layers[:60])}"
                 f"{' ...' if len(layers) > 60 else ''}; or pass tensor names from "
-                "debug_quantization(...).float_layers(n).")
+                "debug_quantization(...).float_layers(n) (the output op is named after the "
+                "signature, e.g. StatefulPartitionedCall:0).")
         chosen += [node for node in matches if node not in chosen]
     return chosen

@@ -6,8 +6,11 @@ Two tiny functional models, each with one layer made hard to quantize on purpose
   (``50 * g0 - 49.9 * g1`` with ``g0 == g1``): int8 weights cannot resolve it, so the op itself is
   wrong by many output steps (high rmse/scale), whatever the activation precision;
 * ``toy_wide``: one output channel of the ``wide`` convolution is 1000x the others, so its
-  activation range is huge and every int8 step coarse (the range ranking finds it; 16-bit
-  activations help).
+  activation range is huge and one int8 step is larger than the other channels' values (the range
+  ranking finds it; 16-bit activations fix it). The pooling after it has no weights, so no weight
+  error hides the activation error.
+
+Weights are seeded: the comparisons are deterministic.
 """
 
 import keras
@@ -24,17 +27,23 @@ from keras_efficient.export.tflite import convert, export_tflite
 SIZE = 16
 
 
+def _seeded(seed):
+    return {"kernel_initializer": keras.initializers.GlorotUniform(seed=seed),
+            "bias_initializer": keras.initializers.RandomUniform(-0.1, 0.1, seed=seed)}
+
+
 def _base():
     inputs = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.Rescaling(1 / 128, offset=-1, name="scale")(inputs)
-    return inputs, keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv_a")(x)
+    return inputs, keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv_a",
+                                       **_seeded(1))(x)
 
 
 @pytest.fixture(scope="module")
 def toy_hard():
     inputs, x = _base()
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    x = keras.layers.Dense(4, name="hard")(x)
+    x = keras.layers.Dense(4, name="hard", **_seeded(2))(x)
     model = keras.Model(inputs, keras.layers.Softmax(name="probs")(x), name="toy_hard")
     kernel, bias = model.get_layer("conv_a").get_weights()
     kernel[..., 1], bias[1] = kernel[..., 0], bias[0]  # channels 0 and 1 equal
@@ -48,10 +57,9 @@ def toy_hard():
 @pytest.fixture(scope="module")
 def toy_wide():
     inputs, x = _base()
-    x = keras.layers.Conv2D(8, 1, name="wide")(x)
-    x = keras.layers.Conv2D(8, 1, activation="relu", name="conv_b")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(x), name="toy_wide")
+    x = keras.layers.Conv2D(8, 1, name="wide", **_seeded(3))(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="gap")(x),
+                        name="toy_wide")
     kernel, bias = model.get_layer("wide").get_weights()
     kernel[..., 0] *= 1000.0
     model.get_layer("wide").set_weights([kernel, bias])
@@ -96,6 +104,9 @@ def test_report_names_the_layer_int8_cannot_compute(hard_report, tmp_path):
     others = hard_report.layers[1:]
     assert others and all(layer.rmse_over_scale < 2 * ROUNDING_ONLY for layer in others)
     assert {layer.op for layer in others} >= {"CONV_2D", "MEAN", "SOFTMAX"}
+    # The output op is named after the signature; the report names its layer.
+    [softmax] = [layer for layer in others if layer.op == "SOFTMAX"]
+    assert softmax.layers == ("probs",) and softmax.tensor.startswith("StatefulPartitionedCall")
     assert worst.range_min < 0 < worst.range_max
     assert worst.range == pytest.approx(255 * worst.scale)
     summary = hard_report.summary(2)
