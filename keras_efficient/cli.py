@@ -417,10 +417,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     if recipe is None:
         recipe = load_recipe("server" if job.weights_origin == "random" else "android-int8")
     output = Path(args.output or ARTIFACT_DIR / f"{job.model.name}-{recipe.name}")
-    manifest = export_job(job, recipe, output)
+    manifest = export_job(job, recipe, output, debug_quantization=args.debug_quantization)
     from keras_efficient.export.bench import format_table
 
     print(format_table(manifest["artifacts"]))
+    for row in manifest.get("quantization_debug", {}).get("worst", []):
+        print(f"  int8 error {row['rmse/scale']:8.3f} x scale  {row['op']:<18} "
+              f"{', '.join(row['layers']) or row['tensor']}")
     for artifact in manifest["artifacts"]:
         if "edgetpu" in artifact:
             print((output / f"{Path(artifact['file']).stem}_edgetpu_report.txt").read_text())
@@ -594,6 +597,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "or a JSON path (default android-int8 with trained weights, server "
                         "without)")
     export.add_argument("--output", help="output folder (default runs/export/<model>-<recipe>)")
+    export.add_argument("--debug-quantization", dest="debug_quantization", type=int, nargs="?",
+                        const=10, default=0, metavar="N",
+                        help="also report each layer's int8 error (TensorFlow's "
+                             "QuantizationDebugger): quantization_debug.csv/.md/.png in the "
+                             "folder, the N worst layers (default 10) in manifest.json")
     export.set_defaults(func=cmd_export)
     bench.add_argument("--output", help="folder for the artifacts and bench.png (default: a "
                        "temporary folder)")

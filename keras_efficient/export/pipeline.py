@@ -280,7 +280,7 @@ def export_model(model: Any, recipe: Recipe, output_dir: str | os.PathLike[str],
                  representative: Sequence[np.ndarray] = (), weights_origin: str = "unknown",
                  labels: Sequence[str] | None = None,
                  category_ids: Sequence[int] | None = None, held_out: HeldOutSet | None = None,
-                 log: Any = print) -> dict[str, Any]:
+                 debug_quantization: int = 0, log: Any = print) -> dict[str, Any]:
     """Produce every format of ``recipe`` for ``model`` in ``output_dir``; return the manifest.
 
     ``representative``: ``[1, H, W, 3]`` float images in [0, 255], preprocessed as at inference;
@@ -288,7 +288,10 @@ def export_model(model: Any, recipe: Recipe, output_dir: str | os.PathLike[str],
     (:func:`~keras_efficient.export.tflite.check_images`). A raw detector (an
     ``EfficientDetector``) carries its spec and label map: the recipe's post-processing applies
     and ``held_out`` enables the AP check. ``labels`` (default: the detector's) name the classes
-    in ``labels.txt`` and the Task Library metadata.
+    in ``labels.txt`` and the Task Library metadata. ``debug_quantization=N`` also runs
+    :func:`~keras_efficient.export.quant_debug.debug_quantization` on the representative images:
+    ``quantization_debug.{csv,md,png}`` in the folder, the N worst layers in the manifest
+    (``quantization_debug``).
 
     Example::
 
@@ -337,6 +340,15 @@ def export_model(model: Any, recipe: Recipe, output_dir: str | os.PathLike[str],
             log(f"export {model.name} -> {fmt}")
             entry = run.saved_model() if fmt == "saved_model" else run.tflite(fmt)
             manifest["artifacts"].append(entry)
+        if debug_quantization:
+            from keras_efficient.export.quant_debug import debug_quantization as debug
+
+            step = "quantization debug"
+            log(f"int8 error per layer of {model.name} (QuantizationDebugger)")
+            report = debug(model, samples, work_dir=staging)
+            files = report.write(staging, count=debug_quantization)
+            manifest["quantization_debug"] = {**report.summary(debug_quantization),
+                                              "files": sorted(p.name for p in files.values())}
         step = "manifest.json"
         write_bytes_atomic(staging / "manifest.json", json.dumps(manifest, indent=2).encode())
         step = f"move into {out}"
@@ -353,7 +365,7 @@ def export_model(model: Any, recipe: Recipe, output_dir: str | os.PathLike[str],
 
 
 def export_job(job: ExportJob, recipe: Recipe, output_dir: str | os.PathLike[str], *,
-               log: Any = print) -> dict[str, Any]:
+               debug_quantization: int = 0, log: Any = print) -> dict[str, Any]:
     """:func:`export_model` for an :class:`ExportJob` (e.g. from ``keras_efficient.export.jobs``).
 
     Example::
@@ -363,4 +375,5 @@ def export_job(job: ExportJob, recipe: Recipe, output_dir: str | os.PathLike[str
     """
     return export_model(job.model, recipe, output_dir, representative=job.representative,
                         weights_origin=job.weights_origin, labels=job.labels,
-                        category_ids=job.category_ids, held_out=job.held_out, log=log)
+                        category_ids=job.category_ids, held_out=job.held_out,
+                        debug_quantization=debug_quantization, log=log)

@@ -22,6 +22,24 @@ def samples(count=6):
             for i in range(count)]
 
 
+def test_export_debugs_quantization_into_the_folder_and_manifest(classifier, tmp_path):
+    recipe = Recipe(name="t", formats=("int8",), latency_runs=1)
+    manifest = export_model(classifier, recipe, tmp_path / "out", representative=samples(),
+                            weights_origin="random", debug_quantization=3,
+                            log=lambda *_: None)
+    debug = manifest["quantization_debug"]
+    assert debug["tool"] == "tf.lite.experimental.QuantizationDebugger"
+    assert len(debug["worst"]) == 3 and debug["layers_debugged"] > 3
+    scores = [row["rmse/scale"] for row in debug["worst"]]
+    assert scores == sorted(scores, reverse=True)
+    names = {layer.name for layer in classifier.layers}
+    assert all(set(row["layers"]) <= names for row in debug["worst"])
+    for name in debug["files"]:
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    assert sorted(debug["files"]) == ["quantization_debug.csv", "quantization_debug.md",
+                                      "quantization_debug.png"]
+
+
 def test_shipped_recipes_load():
     assert {"server", "android-int8", "all"} <= set(available_recipes())
     assert load_recipe("android-int8").formats == ("int8",)
@@ -166,3 +184,22 @@ def test_recipe_detector_settings_are_checked():
         Recipe(name="x", formats=("float32",), edgetpu=True)
     with pytest.raises(ValueError, match="metadata needs uint8 or float32"):
         Recipe(name="x", formats=("int8",), input_type="int8")
+
+
+def test_cli_export_passes_debug_quantization(classifier, tmp_path, monkeypatch, capsys):
+    import keras_efficient.cli as cli
+    from keras_efficient.export import pipeline
+
+    monkeypatch.setattr(cli, "_export_job", lambda args, count: pipeline.ExportJob(
+        classifier, samples(), weights_origin="random"))
+    recipe = tmp_path / "fp32.json"
+    recipe.write_text(json.dumps({"formats": ["float32"], "latency_runs": 1}))
+    out = tmp_path / "out"
+    assert cli.main(["export", "--recipe", str(recipe), "--output", str(out),
+                     "--debug-quantization", "2"]) == 0
+    worst = json.loads((out / "manifest.json").read_text())["quantization_debug"]["worst"]
+    assert len(worst) == 2
+    assert capsys.readouterr().out.count(" x scale ") == 2
+    assert cli.build_parser().parse_args(["export", "--debug-quantization"]).debug_quantization \
+        == 10
+    assert cli.build_parser().parse_args(["export"]).debug_quantization == 0
