@@ -27,7 +27,7 @@ from keras_efficient.configs.efficientnet import EfficientNetScaling
 from keras_efficient.data.coco import CocoDataset, ImageRecord
 from keras_efficient.data.pipeline import detection_dataset
 from keras_efficient.detection.anchors import generate_anchors
-from keras_efficient.files import atomic_path, write_json_atomic
+from keras_efficient.files import atomic_path, make_staging_folder, write_json_atomic
 from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.training.callbacks import (
     EpochLog,
@@ -258,8 +258,10 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
         keras.config.set_dtype_policy(policy)
 
     # Training can start: only now is anything written into the output folder.
-    work = output if chief else Path(tempfile.mkdtemp(
-        prefix=f"keras-efficient-worker{worker_index(strategy)}-"))
+    # Other workers: a folder of their own in the temporary directory (those that killed
+    # workers left behind are removed here).
+    work = output if chief else make_staging_folder(
+        Path(tempfile.gettempdir()) / f"keras-efficient-worker{worker_index(strategy)}")
     try:
         if chief:
             output.mkdir(parents=True, exist_ok=True)
