@@ -37,21 +37,21 @@ def _to_input(detail: dict[str, Any], image: np.ndarray) -> np.ndarray:
     dtype = detail["dtype"]
     if dtype == np.float32:
         return image.astype("float32")
-    if dtype == np.uint8 and _is_raw_pixels(detail):
+    if dtype == np.uint8:
+        # The bytes as they are, as Android consumers (Task Library, MediaPipe) feed them:
+        # this package's exports quantize a uint8 input with scale 1 and zero point 0.
         return np.clip(np.round(image), 0, 255).astype("uint8")
     scale, zero_point = detail["quantization"]
     info = np.iinfo(dtype)
     return np.clip(np.round(image / scale + zero_point), info.min, info.max).astype(dtype)
 
 
-def _is_raw_pixels(detail: dict[str, Any]) -> bool:
-    scale, zero_point = detail["quantization"]
-    return bool(np.isclose(scale, 1.0) and zero_point == 0)
-
-
 def run(interpreter: Any, image: np.ndarray) -> list[np.ndarray]:
     """Invoke on one ``[1, H, W, 3]`` float image in [0, 255]; outputs in the model's order,
     dequantized to float32.
+
+    A uint8 input gets the pixels rounded to bytes, whatever its quantization says (the way
+    Android consumers feed it); an int8 input gets them quantized with its scale and zero point.
 
     Example::
 

@@ -15,6 +15,13 @@ int8 (``float_layers``/``float_worst``: named layers stay float) goes through Te
 ``QuantizationDebugger`` (:mod:`keras_efficient.export.quant_debug`) and is refused for the
 EdgeTPU, which needs every op integer.
 
+An int8 model's uint8 input takes the bytes as Android consumers (Task Library, MediaPipe) feed
+them: scale 1 and zero point 0 (int8 input: 1 and −128), in front of the in-graph normalization,
+whatever the representative images hold (:func:`pin_pixel_ranges`); the export fails with
+:class:`ExportError` if the converter quantizes the input any other way
+(:func:`check_pixel_input`). The normalization is not folded into the input quantization: the
+B family's per-channel mean/std cannot be, and Lite's (x − 127)/128 keeps its MUL and ADD too.
+
 Representative images must follow the models' input contract: float RGB pixels in [0, 255],
 NHWC ``[1, H, W, 3]`` at the model's size. Channels-first images, images scaled to [0, 1] and
 other ranges are refused (:func:`check_images`): calibrating on them quantizes silently wrong.
@@ -172,7 +179,8 @@ def convert(model: Any, quantization: str = "float32", *,
 
     ``quantization``: ``float32``; ``float16`` (weights in fp16); ``dynamic`` (int8 weights,
     float activations); ``int8`` (full integer, calibrated on ``representative`` images; inputs
-    of ``input_type`` uint8/int8/float32, outputs float so that consumers need no scales);
+    of ``input_type`` uint8/int8/float32, outputs float so that consumers need no scales; an
+    integer input takes the bytes as they are, see :func:`pin_pixel_ranges`);
     ``int16x8`` (int16 activations, int8 weights, calibrated; float input and output; CPU only).
     ``float_layers`` (Keras layer names or tensor names from a
     :class:`~keras_efficient.export.quant_debug.QuantizationReport`) and ``float_worst`` (the N
@@ -283,10 +291,118 @@ def convert_saved_model(folder: str | os.PathLike[str], quantization: str, *,
                                     float_layers=float_layers, float_worst=float_worst,
                                     name=name)
     try:
-        return bytes(converter.convert())
+        if quantization == "int8" and input_type != "float32":
+            payload = _convert_with_pixel_input(converter, input_type)
+        else:
+            return bytes(converter.convert())
     except Exception as error:  # the converter raises several unrelated types
         raise ExportError(f"TFLite conversion ({quantization}) of {name} failed: "
                           f"{error}") from error
+    check_pixel_input(payload, input_type, name=name)
+    return payload
+
+
+PIXEL_QUANTIZATION = {"uint8": (1.0, 0), "int8": (1.0, -128)}
+"""(scale, zero point) of an integer input: byte ``q`` is pixel ``q`` (``q + 128`` for int8)."""
+# Elementwise ops with a constant operand that the in-graph normalization converts to.
+_NORMALIZATION_OPS = {"MUL": np.multiply, "ADD": np.add, "SUB": np.subtract, "DIV": np.divide}
+
+
+def _convert_with_pixel_input(converter: Any, input_type: str) -> bytes:
+    """Calibrate, pin the input and the normalization after it to what bytes 0..255 give
+    (:func:`pin_pixel_ranges`), then quantize as the converter would have."""
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    converter._experimental_calibrate_only = True
+    calibrated = pin_pixel_ranges(bytes(converter.convert()))
+    dtype = {"uint8": tf.uint8, "int8": tf.int8}[input_type]
+    return bytes(mlir_quantize(
+        calibrated, converter._experimental_disable_per_channel, input_data_type=dtype,
+        output_data_type=tf.float32,
+        disable_per_channel_for_dense_layers=(
+            converter._experimental_disable_per_channel_quantization_for_dense_layers)))
+
+
+def pin_pixel_ranges(calibrated: bytes) -> bytes:
+    """A calibrated (not yet quantized) flatbuffer whose input range is [0, 255] and whose
+    in-graph normalization (the chain of MUL/ADD/SUB/DIV by constants after the input) has the
+    range those 256 values give, whatever the representative images held.
+
+    Calibration records the images' own range (240/255 on the synthetic set), so the quantized
+    input would otherwise not take the bytes as they are.
+
+    Example::
+
+        converter._experimental_calibrate_only = True
+        calibrated = pin_pixel_ranges(converter.convert())
+    """
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    tree = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    graph = tree.subgraphs[0]
+    index = int(graph.inputs[0])
+    low, high = np.zeros(1), np.full(1, 255.0)
+    while True:
+        stats = graph.tensors[index].quantization
+        if stats is None or stats.min is None:
+            raise ExportError("Pinning the pixel range: tensor "
+                              f"{graph.tensors[index].name!r} carries no calibration range.")
+        stats.min, stats.max = [float(low.min())], [float(high.max())]
+        step = _normalization_step(tree, graph, index)
+        if step is None:
+            return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
+        index, function, constant = step
+        ends = (function(low, constant), function(high, constant))
+        low, high = np.minimum(*ends).ravel(), np.maximum(*ends).ravel()
+
+
+def _normalization_step(tree: Any, graph: Any, index: int) -> tuple[int, Any, np.ndarray] | None:
+    """The op after tensor ``index`` if it is its only consumer and an elementwise op with a
+    constant operand and no fused activation: (its output, the numpy function, the constant)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    consumers = [op for op in graph.operators if index in list(op.inputs)]
+    if len(consumers) != 1 or len(consumers[0].inputs) != 2:
+        return None
+    op = consumers[0]
+    name = flatbuffer_utils.opcode_to_name(tree, op.opcodeIndex)
+    activation = getattr(op.builtinOptions, "fusedActivationFunction", None)
+    if name not in _NORMALIZATION_OPS or activation:
+        return None
+    first, second = (int(i) for i in op.inputs)
+    other = graph.tensors[second if first == index else first]
+    data = tree.buffers[other.buffer].data if other.buffer else None
+    if data is None or not len(data):
+        return None
+    constant = np.frombuffer(bytes(data), dtype="float32").reshape(other.shape)
+    if first != index and name in ("SUB", "DIV"):  # c - x, c / x
+        return None
+    return int(op.outputs[0]), _NORMALIZATION_OPS[name], constant
+
+
+def check_pixel_input(payload: bytes, input_type: str, *, name: str = "model") -> None:
+    """Raise :class:`ExportError` unless the integer input of ``payload`` takes the bytes as
+    they are: (scale, zero point) = :data:`PIXEL_QUANTIZATION` of ``input_type``.
+
+    Example::
+
+        check_pixel_input(payload, "uint8")  # ExportError if the input is not scale 1 / zp 0
+    """
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    want = PIXEL_QUANTIZATION[input_type]
+    tree = flatbuffer_utils.convert_bytearray_to_object(bytearray(payload))
+    tensor = tree.subgraphs[0].tensors[int(tree.subgraphs[0].inputs[0])]
+    stats = tensor.quantization
+    scale = list(stats.scale) if stats is not None and stats.scale is not None else []
+    zero = list(stats.zeroPoint) if stats is not None and stats.zeroPoint is not None else []
+    got = (float(scale[0]), int(zero[0])) if len(scale) == 1 and len(zero) == 1 else None
+    if got != want:
+        raise ExportError(
+            f"TFLite conversion (int8, {input_type} input) of {name}: the converter quantized "
+            f"the input as (scale, zero point) = {got}, not {want}, so byte q would not mean "
+            "pixel q as Android consumers (Task Library, MediaPipe) feed it; the in-graph "
+            "normalization must follow the input directly.")
 
 
 def make_converter(folder: str | os.PathLike[str], quantization: str, *,

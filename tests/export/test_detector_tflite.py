@@ -140,6 +140,7 @@ def test_int8_detector_is_integer_up_to_the_postprocess_tail(tiny_detector):
                                input_type="uint8")
     interpreter = interpreter_for(payload)
     assert interpreter.get_input_details()[0]["dtype"] == np.uint8
+    assert interpreter.get_input_details()[0]["quantization"] == (1.0, 0)
     assert [d["name"] for d in interpreter.get_output_details()] == list(DETECTION_OUTPUTS)
     for detail in interpreter.get_tensor_details():
         assert all(int(d) > 0 for d in detail["shape_signature"]) or not len(
@@ -151,6 +152,30 @@ def test_int8_detector_is_integer_up_to_the_postprocess_tail(tiny_detector):
     assert "TILE" not in ops and "GATHER" not in ops and "BROADCAST_TO" not in ops
     boxes, _classes, _scores, count = run(interpreter, images[0])
     assert boxes.shape == (1, 100, 4) and 0 <= int(count[0]) <= 100
+
+
+def test_uint8_detector_takes_the_bytes_as_they_are():
+    """Calibrated on images no brighter than 60, the uint8 input is still scale 1 / zero point
+    0, and the bytes fed as they are give the Keras head outputs on the same pixels (with the
+    calibrated scale 60/255, byte q would be read as pixel q / 4.25)."""
+    keras.utils.set_random_seed(0)
+    detector = EfficientDet(tiny_spec(), num_classes=NUM_CLASSES)
+    rng = np.random.default_rng(0)
+    images = [rng.uniform(0, 60, (1, SIZE, SIZE, 3)).astype("float32") for _ in range(8)]
+    payload = convert_detector(detector, "int8", options=PostprocessOptions("none"),
+                               representative=images, input_type="uint8")
+    interpreter = interpreter_for(payload)
+    detail = interpreter.get_input_details()[0]
+    assert detail["dtype"] == np.uint8 and detail["quantization"] == (1.0, 0)
+    pixels = np.round(rng.uniform(0, 60, (1, SIZE, SIZE, 3))).astype("uint8")
+    interpreter.set_tensor(detail["index"], pixels)
+    interpreter.invoke()
+    encodings, scores = (interpreter.get_tensor(d["index"])
+                         for d in interpreter.get_output_details())
+    want = detector(pixels.astype("float32"))
+    np.testing.assert_allclose(encodings, np.asarray(want["box_regression"]), atol=2e-3)
+    np.testing.assert_allclose(scores, 1 / (1 + np.exp(-np.asarray(want["class_logits"]))),
+                               atol=5e-3)
 
 
 def test_bad_detector_exports(tiny_detector):

@@ -2,11 +2,19 @@
 
 import os
 
+import keras
 import numpy as np
 import pytest
 
 from keras_efficient.export.runtime import load_interpreter, op_histogram, run
-from keras_efficient.export.tflite import convert, export_tflite
+from keras_efficient.export.tflite import (
+    ExportError,
+    check_pixel_input,
+    convert,
+    export_tflite,
+    make_converter,
+    write_saved_model,
+)
 from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.models.efficientnet import EfficientNet
 from tests.harness import TINY_BACKBONE as TINY
@@ -45,6 +53,50 @@ def test_dynamic_and_int8_exports_agree_on_top1(classifier, images, tmp_path):
     assert int8.get_output_details()[0]["dtype"] == np.float32
     ops = op_histogram(int8)
     assert "CONV_2D" in ops and not any(name.startswith("Flex") for name in ops)
+
+
+def dark_images(count=8, size=64):
+    """Calibration and test images no brighter than 60: their own range would quantize the
+    input with scale 60/255, i.e. byte q read as pixel q / 4.25."""
+    rng = np.random.default_rng(0)
+    return [rng.uniform(0, 60, (1, size, size, 3)).astype("float32") for _ in range(count)]
+
+
+def feed_bytes(interpreter, pixels):
+    """Invoke on the bytes as an Android consumer feeds them (no scale applied)."""
+    detail = interpreter.get_input_details()[0]
+    assert detail["dtype"] == np.uint8
+    interpreter.set_tensor(detail["index"], pixels.astype("uint8"))
+    interpreter.invoke()
+    return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+
+
+def test_integer_input_takes_the_bytes_as_they_are(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = EfficientNet(TINY, weights=None, classes=5, input_shape=(64, 64, 3),
+                         classifier_activation=None)
+    images = dark_images()
+    for input_type, want in (("uint8", (1.0, 0)), ("int8", (1.0, -128))):
+        path = export_tflite(model, tmp_path / f"{input_type}.tflite", "int8",
+                             representative=images, input_type=input_type)
+        assert load_interpreter(path).get_input_details()[0]["quantization"] == want
+    interpreter = load_interpreter(tmp_path / "uint8.tflite")
+    ops = op_histogram(interpreter)
+    assert ops["QUANTIZE"] == 1 and "DEQUANTIZE" in ops  # no requantizing pair after the input
+    pixels = np.round(dark_images(3)[-1])
+    [got] = feed_bytes(interpreter, pixels)
+    np.testing.assert_allclose(got, model(pixels).numpy(), atol=0.08)
+    np.testing.assert_allclose(run(interpreter, pixels)[0], got)
+
+
+def test_converter_output_with_a_calibrated_input_range_is_refused(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = EfficientNet(TINY, weights=None, classes=5, input_shape=(64, 64, 3))
+    write_saved_model(model, tmp_path / "sm")
+    plain = make_converter(tmp_path / "sm", "int8", shape=(1, 64, 64, 3),
+                           representative=dark_images(), input_type="uint8").convert()
+    with pytest.raises(ExportError, match=r"not \(1.0, 0\)"):
+        check_pixel_input(plain, "uint8", name=model.name)
 
 
 def test_raw_detector_float_export_matches_keras(tmp_path):
