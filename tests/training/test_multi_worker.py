@@ -51,8 +51,9 @@ def tf_config(ports: list[int], index: int) -> str:
 
 def environment(tmp_path: Path, cluster: str | None) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
+    # One thread per worker: two workers share this machine's cores.
     env.update(PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", TMPDIR=str(tmp_path),
-               CUDA_VISIBLE_DEVICES="")
+               CUDA_VISIBLE_DEVICES="", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="2")
     if cluster is not None:
         env["TF_CONFIG"] = cluster
     return env
