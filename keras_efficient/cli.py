@@ -328,6 +328,10 @@ def _train_classifier(args: argparse.Namespace) -> int:
                               "learning_rate", "optimizer", "weights", "ema_decay",
                               "image_size"))
     _require(values, ("train_images", "output_dir"), "train --task classify")
+    if args.on_error == "skip":
+        raise ValueError("--on-error skip applies to detector training (COCO annotations); "
+                         "an image folder for --task classify is read as it is: remove or "
+                         "re-encode the files it names instead.")
     config = ClassifierTrainConfig(**values)  # type: ignore[arg-type]
     strategy = choose_strategy(args.strategy, connect_timeout=args.connect_timeout)
     result = train_classifier(config, strategy, overwrite=args.overwrite)

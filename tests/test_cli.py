@@ -167,3 +167,13 @@ def test_bench_command_prints_the_table_and_writes_the_plot(tmp_path, capsys, mo
     assert seen == {"count": 5, "runs": 3}
     assert "tflite-int8" in out and "0.50x" in out and "top-1 agree 100%" in out
     assert (tmp_path / "formats" / "bench.png").stat().st_size > 1000
+
+
+def test_classifier_training_refuses_on_error_skip(tmp_path, capsys):
+    from keras_efficient.cli import main
+
+    out = tmp_path / "out"
+    assert main(["train", "--task", "classify", "--train-images", str(tmp_path),
+                 "--output-dir", str(out), "--on-error", "skip"]) == 2
+    assert "--on-error skip applies to detector training" in capsys.readouterr().err
+    assert not out.exists()
