@@ -535,7 +535,8 @@ def tflite_detection_postprocess(encodings: Any, scores: Any, anchors: Any, *,
     normalised (yc, xc, h, w). The body is a placeholder that the TFLite converter replaces by
     the custom op (it only runs there: in TensorFlow it returns zeros). ``top_k > 0`` first
     keeps the ``top_k`` anchors with the highest best-class score (a latency cap). Returns the
-    op's four outputs by name: ``detection_boxes``, ``detection_classes``,
+    op's four outputs by name: ``detection_boxes`` (clipped to [0, 1] after the op, as
+    :func:`builtin_nms_detections` clips after NMS), ``detection_classes``,
     ``detection_scores``, ``num_detections``.
 
     Example::
@@ -562,6 +563,9 @@ def tflite_detection_postprocess(encodings: Any, scores: Any, anchors: Any, *,
                      ("boxes", "classes", "scores", "num_detections"))
 
     boxes, classes, out_scores, count = detection_postprocess(encodings, scores, anchor_boxes)
+    # The op does not clip; consumers that do (MediaPipe shifts a box that crosses the top or
+    # left edge instead) would otherwise each return other boxes.
+    boxes = tf.clip_by_value(boxes, 0.0, 1.0)
     return {"detection_boxes": boxes, "detection_classes": classes,
             "detection_scores": out_scores, "num_detections": count}
 

@@ -49,6 +49,8 @@ _LABELS_DESCRIPTION = "Labels for categories that the model can recognize."
 _BOX_INDEX = [1, 0, 3, 2]
 _DETECTION_AXIS = 2
 _POSTPROCESS_OP = "TFLite_Detection_PostProcess"
+# Builtin codes of the ops a clip to [0, 1] converts to: MAXIMUM, MINIMUM, RELU, RELU_0_TO_1.
+_CLIP_OPS = {55, 57, 19, 152}
 
 _INSTALL_HINT = (
     "Writing and reading TFLite metadata needs the schema module of tflite-support: "
@@ -381,12 +383,13 @@ def _check_detector_outputs(model: bytes, tree: Any, graph_out: Sequence[_GraphT
         raise ValueError(f"An object detector needs 4 outputs ({expected}); the model has "
                          f"{len(graph_out)}: {_describe(graph_out)}.")
     graph = tree.subgraphs[0]
+    sources = {_before_clip(tree, graph, t.tensor_index) for t in graph_out}
     op = next((op for op in graph.operators or []
                if _text(tree.operatorCodes[op.opcodeIndex].customCode) == _POSTPROCESS_OP
-               and {t.tensor_index for t in graph_out} & set(op.outputs or [])), None)
+               and sources & set(op.outputs or [])), None)
     if op is not None:
         ports = list(op.outputs)
-        indices = [t.tensor_index for t in graph_out]
+        indices = [_before_clip(tree, graph, t.tensor_index) for t in graph_out]
         if indices != ports[:4]:
             roles = dict(zip(ports, ["boxes", "classes", "scores", "count"], strict=False))
             got = ", ".join(f"{t.name!r} = {roles.get(i, 'not from the op')}"
@@ -408,6 +411,20 @@ def _check_detector_outputs(model: bytes, tree: Any, graph_out: Sequence[_GraphT
     if any(t.dtype != "float32" for t in graph_out):
         raise ValueError(f"The Task Library reads all four detector outputs as float32; the "
                          f"model's are {_describe(graph_out)}.")
+
+
+def _before_clip(tree: Any, graph: Any, index: int) -> int:
+    """The tensor that ``index`` is clipped from (the export clips the op's boxes to [0, 1]:
+    MINIMUM then RELU), or ``index`` itself."""
+    producers = {int(out): op for op in graph.operators or [] for out in op.outputs}
+    while index in producers:
+        op = producers[index]
+        code = tree.operatorCodes[op.opcodeIndex]
+        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        if builtin not in _CLIP_OPS:
+            break
+        index = int(op.inputs[0])
+    return index
 
 
 def _custom_options(op: Any) -> dict[str, Any]:

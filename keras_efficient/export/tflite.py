@@ -291,14 +291,14 @@ def convert_saved_model(folder: str | os.PathLike[str], quantization: str, *,
                                     float_layers=float_layers, float_worst=float_worst,
                                     name=name)
     try:
-        if quantization == "int8" and input_type != "float32":
-            payload = _convert_with_pixel_input(converter, input_type)
-        else:
+        if quantization != "int8":
             return bytes(converter.convert())
+        payload = _convert_int8(converter, input_type)
     except Exception as error:  # the converter raises several unrelated types
         raise ExportError(f"TFLite conversion ({quantization}) of {name} failed: "
                           f"{error}") from error
-    check_pixel_input(payload, input_type, name=name)
+    if input_type != "float32":
+        check_pixel_input(payload, input_type, name=name)
     return payload
 
 
@@ -308,14 +308,18 @@ PIXEL_QUANTIZATION = {"uint8": (1.0, 0), "int8": (1.0, -128)}
 _NORMALIZATION_OPS = {"MUL": np.multiply, "ADD": np.add, "SUB": np.subtract, "DIV": np.divide}
 
 
-def _convert_with_pixel_input(converter: Any, input_type: str) -> bytes:
-    """Calibrate, pin the input and the normalization after it to what bytes 0..255 give
-    (:func:`pin_pixel_ranges`), then quantize as the converter would have."""
+def _convert_int8(converter: Any, input_type: str) -> bytes:
+    """Calibrate; for an integer input pin the input and the normalization after it to what
+    bytes 0..255 give (:func:`pin_pixel_ranges`); keep what follows a custom op float
+    (:func:`float_after_custom_ops`); then quantize as the converter would have."""
     from tensorflow.lite.python.convert import mlir_quantize
 
     converter._experimental_calibrate_only = True
-    calibrated = pin_pixel_ranges(bytes(converter.convert()))
-    dtype = {"uint8": tf.uint8, "int8": tf.int8}[input_type]
+    calibrated = bytes(converter.convert())
+    if input_type != "float32":
+        calibrated = pin_pixel_ranges(calibrated)
+    calibrated = float_after_custom_ops(calibrated)
+    dtype = {"float32": tf.float32, "uint8": tf.uint8, "int8": tf.int8}[input_type]
     return bytes(mlir_quantize(
         calibrated, converter._experimental_disable_per_channel, input_data_type=dtype,
         output_data_type=tf.float32,
@@ -378,6 +382,32 @@ def _normalization_step(tree: Any, graph: Any, index: int) -> tuple[int, Any, np
     if first != index and name in ("SUB", "DIV"):  # c - x, c / x
         return None
     return int(op.outputs[0]), _NORMALIZATION_OPS[name], constant
+
+
+def float_after_custom_ops(calibrated: bytes) -> bytes:
+    """A calibrated flatbuffer whose tensors computed from a custom op's outputs carry no
+    calibration range, so that the quantizer leaves them float (e.g. the clip of the
+    ``TFLite_Detection_PostProcess`` boxes to [0, 1], which would otherwise be quantized to
+    steps of 1/255).
+
+    Example::
+
+        calibrated = float_after_custom_ops(pin_pixel_ranges(converter.convert()))
+    """
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    tree = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    graph = tree.subgraphs[0]
+    floating = {int(i) for op in graph.operators if tree.operatorCodes[op.opcodeIndex].customCode
+                for i in op.outputs}
+    if not floating:
+        return calibrated
+    for op in graph.operators:  # operators are stored in execution order
+        if floating.intersection(int(i) for i in op.inputs):
+            floating.update(int(i) for i in op.outputs)
+    for index in floating:
+        graph.tensors[index].quantization = None
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
 
 
 def check_pixel_input(payload: bytes, input_type: str, *, name: str = "model") -> None:

@@ -113,6 +113,33 @@ def test_postprocess_equals_our_decoding_and_nms(fixed_detector, postprocess, op
     assert not any(op.startswith("Flex") for op in ops)
 
 
+def test_custom_op_boxes_are_clipped_to_the_image():
+    """Boxes that cross the image edges come out clipped to [0, 1], as automl's global mode
+    (and the builtin ending) clip after NMS: every consumer then reads the same boxes."""
+    rng = np.random.default_rng(3)
+    anchors = generate_anchors(tiny_spec().anchor_spec((SIZE, SIZE)))
+    regressions = rng.normal(0.0, 0.15, (anchors.shape[0], 4)).astype("float32")
+    regressions[:, 2:] += 1.0  # boxes e times their anchor: many cross the edges
+    logits = rng.normal(-4.0, 2.0, (anchors.shape[0], NUM_CLASSES)).astype("float32")
+    image = keras.Input((SIZE, SIZE, 3), batch_size=1)
+    model = keras.Model(image, FixedHead(logits, regressions)(image), name="crossing")
+    model.image_size = (SIZE, SIZE)
+    model.anchor_spec = lambda: tiny_spec().anchor_spec((SIZE, SIZE))
+    payload = convert_detector(model, "float32",
+                               options=PostprocessOptions(score_threshold=THRESHOLD))
+    boxes, classes, scores, count = run(interpreter_for(payload),
+                                        np.zeros((1, SIZE, SIZE, 3), "float32"))
+    n = int(count[0])
+    want_boxes, want_scores, want_classes, want_count = our_detections(logits, regressions)
+    unclipped = decode_boxes(regressions, anchors)[np.argsort(-logits.max(axis=-1))[:n]]
+    assert np.sum((unclipped < 0) | (unclipped > SIZE)) > 10  # the test's premise
+    assert n == want_count > 20
+    assert boxes[0, :n].min() == 0.0 and boxes[0, :n].max() == 1.0
+    np.testing.assert_allclose(scores[0, :n], want_scores[:n], atol=1e-5)
+    np.testing.assert_array_equal(classes[0, :n].astype(int), want_classes[:n])
+    np.testing.assert_allclose(boxes[0, :n], want_boxes[:n], atol=1e-5)
+
+
 def test_raw_export_and_anchors_file_decode_like_keras(fixed_detector, tmp_path):
     model, logits, regressions = fixed_detector
     payload = convert_detector(model, options=PostprocessOptions("none"))
@@ -147,7 +174,9 @@ def test_int8_detector_is_integer_up_to_the_postprocess_tail(tiny_detector):
             detail["shape_signature"]), detail["name"]
     report = edgetpu_report(payload)
     on_cpu = [(op.op, op.reason) for op in report.ops if not op.mapped]
-    assert [op for op, _ in on_cpu] == ["DEQUANTIZE", "DEQUANTIZE", "CUSTOM"], report.table()
+    # The boxes' clip to [0, 1] after the op stays float (no QUANTIZE after the op).
+    assert [op for op, _ in on_cpu] == ["DEQUANTIZE", "DEQUANTIZE", "CUSTOM", "MINIMUM",
+                                        "RELU"], report.table()
     ops = op_histogram(interpreter)
     assert "TILE" not in ops and "GATHER" not in ops and "BROADCAST_TO" not in ops
     boxes, _classes, _scores, count = run(interpreter, images[0])
