@@ -62,7 +62,11 @@ def fit_distributed(model: keras.Model,
     # BackupAndRestore tells fit where to resume through this attribute; so it tells us.
     initial_epoch = getattr(model, "_initial_epoch", None) or 0
     model._initial_epoch = None
-    check_same_on_all_workers(strategy, initial_epoch, "the epoch to resume from")
+    check_same_on_all_workers(
+        strategy, initial_epoch, "the epoch to resume from",
+        hint="They must all read the chief's resume backup, so the output folder has to be one "
+             "folder shared by every worker (a network file system or a bucket mounted at the "
+             "same path).")
     logs: dict[str, Any] = {}
     for epoch in range(initial_epoch, epochs):
         model.reset_metrics()
@@ -82,8 +86,10 @@ def fit_distributed(model: keras.Model,
     return model.history
 
 
-def check_same_on_all_workers(strategy: tf.distribute.Strategy, value: int, what: str) -> None:
-    """Raise unless every worker holds the same ``value`` (a collective: all workers call it).
+def check_same_on_all_workers(strategy: tf.distribute.Strategy, value: int, what: str, *,
+                              hint: str = "") -> None:
+    """Raise ``RuntimeError`` (``what``, the values seen, ``hint``) unless every replica holds
+    the same ``value``. A collective: every worker must call it.
 
     Example::
 
@@ -92,10 +98,7 @@ def check_same_on_all_workers(strategy: tf.distribute.Strategy, value: int, what
     values = strategy.gather(strategy.run(lambda: tf.constant([value], tf.int64)), axis=0)
     seen = sorted({int(v) for v in values.numpy()})
     if len(seen) > 1:
-        raise RuntimeError(
-            f"The workers disagree on {what} ({seen}): they must all read the chief's resume "
-            "backup, so the output folder has to be one folder shared by every worker (a "
-            "network file system or a bucket mounted at the same path).")
+        raise RuntimeError(f"The workers disagree on {what} ({seen}). {hint}".rstrip())
 
 
 def barrier(strategy: tf.distribute.Strategy) -> None:
