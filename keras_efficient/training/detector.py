@@ -228,6 +228,7 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
                                         config.batch_size),
                                     training=True, flip=config.flip,
                                     scale_range=config.scale_range,
+                                    pad_value=spec.pad_value,
                                     seed=config.seed + context.input_pipeline_id)
         return with_targets(batches.repeat(), anchors, data.num_classes)
 
