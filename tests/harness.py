@@ -7,6 +7,7 @@ definitions into session fixtures.
   in about a second;
 * :func:`randomize`, :func:`transfer_by_order`: seeded non-trivial weights, and a legacy
   ``.h5``-style copy by layer order;
+* :func:`train_config`: a ``DetectorTrainConfig`` for the tiny detector on a tiny data set;
 * :func:`config_round_trip`: ``get_config`` → ``from_config`` → the same config;
 * :func:`keras_file_round_trip`: save to ``.keras``, load with ``safe_mode=True``;
 * :func:`assert_same_outputs`: two models compute the same thing (dict or tensor outputs);
@@ -65,6 +66,19 @@ def transfer_by_order(source: keras.Model, target: keras.Model) -> None:
         b.set_weights(a.get_weights())
         if hasattr(b, "finalize_state"):
             b.finalize_state()
+
+
+def train_config(data: Any, out: Any, **changes: Any) -> Any:
+    """A few seconds of training of the tiny detector on ``data`` (a synthetic data set) into
+    ``out``; ``changes`` override any field."""
+    from keras_efficient.training.detector import DetectorTrainConfig
+
+    values = {"train_json": str(data.train_json), "train_images": str(data.train_images_dir),
+              "output_dir": str(out), "spec_overrides": dict(TINY_OVERRIDES), "batch_size": 4,
+              "epochs": 2, "steps_per_epoch": 3, "learning_rate": 0.003, "optimizer": "adamw",
+              "ema_decay": None, "scale_range": (0.8, 1.25), "verbose": 0}
+    values.update(changes)
+    return DetectorTrainConfig(**values)
 
 
 def as_json(value: Any) -> Any:

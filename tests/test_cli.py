@@ -32,7 +32,7 @@ def test_train_then_eval_from_the_command_line(tmp_path, capsys):
     import json
 
     from keras_efficient.data.synthetic import make_detection_dataset
-    from tests.conftest import TINY_OVERRIDES
+    from tests.harness import TINY_OVERRIDES
 
     data = make_detection_dataset(tmp_path / "data", num_train=8, num_val=4,
                                   image_size=(64, 64), max_objects=2)
@@ -79,7 +79,7 @@ def test_demo_runs_end_to_end_on_a_tiny_configuration(tmp_path):
     import json
 
     from keras_efficient.demo import DemoConfig, run_demo
-    from tests.conftest import TINY_OVERRIDES
+    from tests.harness import TINY_OVERRIDES
 
     overrides = {k: v for k, v in TINY_OVERRIDES.items() if k != "input_size"}
     lines: list[str] = []

@@ -20,7 +20,7 @@ from keras_efficient.export.detector_tflite import (
 from keras_efficient.export.edgetpu import edgetpu_report
 from keras_efficient.export.runtime import op_histogram, run
 from keras_efficient.models.efficientdet import EfficientDet
-from tests.conftest import tiny_spec
+from tests.harness import tiny_spec
 
 SIZE = 64
 NUM_CLASSES = 3

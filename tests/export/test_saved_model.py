@@ -18,8 +18,8 @@ from keras_efficient.export.saved_model import (
 from keras_efficient.export.tflite import ExportError
 from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.models.efficientnet import EfficientNet
-from tests.conftest import tiny_spec
-from tests.export.test_tflite import TINY
+from tests.harness import TINY_BACKBONE as TINY
+from tests.harness import tiny_spec
 
 CATEGORY_IDS = [1, 7, 42]
 LABELS = ["ant", "bee", "cat", "dog", "eel"]

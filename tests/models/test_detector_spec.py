@@ -64,7 +64,7 @@ def test_a_label_map_must_name_every_class():
 def test_training_saves_one_keras_file_that_reloads(tiny_data, tmp_path):
     from keras_efficient.training.detector import train_detector
     from keras_efficient.training.run_folder import load_trained_detector
-    from tests.training.test_training import config
+    from tests.harness import train_config as config
 
     result = train_detector(config(tiny_data, tmp_path, epochs=1, steps_per_epoch=1))
     run = load_trained_detector(tmp_path / "detector.keras")

@@ -27,7 +27,7 @@ from keras_efficient.data.coco import CocoDataset
 from keras_efficient.data.pipeline import detection_dataset
 from keras_efficient.training.api import train
 from keras_efficient.training.detector import DetectorTrainConfig, shard_records
-from tests.conftest import TINY_OVERRIDES
+from tests.harness import TINY_OVERRIDES
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 150  # seconds any one worker process may take before the test fails

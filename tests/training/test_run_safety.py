@@ -23,8 +23,8 @@ from keras_efficient.training.callbacks import (
 )
 from keras_efficient.training.detector import train_detector
 from keras_efficient.training.output_folder import prepare_output_folder
-from tests.conftest import TINY_OVERRIDES
-from tests.training.test_training import config
+from tests.harness import TINY_OVERRIDES
+from tests.harness import train_config as config
 
 
 def sha256(path: Path) -> str:

@@ -17,19 +17,10 @@ import numpy as np
 import pytest
 
 from keras_efficient.training.callbacks import NonFiniteLossError
-from keras_efficient.training.detector import DetectorTrainConfig, train_detector
-from tests.conftest import TINY_OVERRIDES
+from keras_efficient.training.detector import train_detector
+from tests.harness import train_config as config
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def config(data, out, **changes) -> DetectorTrainConfig:
-    values = {"train_json": str(data.train_json), "train_images": str(data.train_images_dir),
-              "output_dir": str(out), "spec_overrides": dict(TINY_OVERRIDES), "batch_size": 4,
-              "epochs": 2, "steps_per_epoch": 3, "learning_rate": 0.003, "optimizer": "adamw",
-              "ema_decay": None, "scale_range": (0.8, 1.25), "verbose": 0}
-    values.update(changes)
-    return DetectorTrainConfig(**values)
 
 
 def test_training_writes_weights_labels_and_reduces_loss(tiny_data, tmp_path):
@@ -67,7 +58,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_last_checkpoint(tiny_data, 
     weights = tmp_path / "detector.weights.h5"
     before = sha256(weights)
     from keras_efficient.models.efficientdet import EfficientDet
-    from tests.conftest import tiny_spec
+    from tests.harness import tiny_spec
 
     detector = EfficientDet(tiny_spec(), num_classes=3, weights=str(weights))
     assert all(np.isfinite(w.numpy()).all() for w in detector.weights)
@@ -85,7 +76,7 @@ SCRIPT = textwrap.dedent("""
     from keras_efficient.training.detector import DetectorTrainConfig, train_detector
     values = json.loads(sys.argv[1])
     values["scale_range"] = tuple(values["scale_range"])
-    from tests.conftest import TINY_OVERRIDES
+    from tests.harness import TINY_OVERRIDES
     values["spec_overrides"] = dict(TINY_OVERRIDES)
 
     class Slow(keras.callbacks.Callback):
