@@ -215,7 +215,11 @@ def test_stretch_feeds_the_whole_image_as_the_task_library_does(exported, tmp_pa
         tflite_detector(exported, resize="letterbox")  # no manifest.json beside this file
     letterboxed = tflite_detector(exported, resize="letterbox", pad_value=127.0)
     [padded] = letterboxed.predict_fn([wide.astype("float32")])
-    assert not np.allclose(padded["scores"][:3], big["scores"][:3], atol=1e-3)  # another input
+    # Another input: the detections differ (scores of this random detector can nearly tie, so
+    # the boxes are compared too).
+    same_scores = np.allclose(padded["scores"][:3], big["scores"][:3], atol=1e-3)
+    same_boxes = np.allclose(padded["boxes"][:3], big["boxes"][:3], atol=1.5)
+    assert not (same_scores and same_boxes)
     with pytest.raises(ValueError, match="resize must be one of"):
         tflite_detector(exported, resize="crop")
 
