@@ -11,8 +11,9 @@ classifiers (keras.applications), ``num_classes`` for the detectors (automl, ker
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from keras_efficient.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -140,14 +141,4 @@ if TYPE_CHECKING:
     from keras_efficient.training.run_folder import load_trained_detector
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'keras_efficient' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
