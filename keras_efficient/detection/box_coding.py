@@ -82,7 +82,23 @@ def decode_boxes(codes: Any, anchors: Any) -> Any:
     """
     xp = array_module(codes, anchors)
     codes, anchors = _prepare(xp, codes, anchors)
-    yc_a, xc_a, h_a, w_a = _center_size(anchors)
+    return _decode(xp, codes, *_center_size(anchors))
+
+
+def decode_center_size(codes: Any, anchors: Any) -> Any:
+    """:func:`decode_boxes` against anchors given as (yc, xc, h, w) rather than corners: the
+    TFLite detection post-process op's anchor format (normalised for the export's anchors).
+
+    Example::
+
+        boxes = decode_center_size(encodings[0], normalized_center_size(anchors, (320, 320)))
+    """
+    xp = array_module(codes, anchors)
+    codes, anchors = _prepare(xp, codes, anchors)
+    return _decode(xp, codes, *(anchors[..., i] for i in range(4)))
+
+
+def _decode(xp: Any, codes: Any, yc_a: Any, xc_a: Any, h_a: Any, w_a: Any) -> Any:
     yc = codes[..., 0] * h_a + yc_a
     xc = codes[..., 1] * w_a + xc_a
     half_h = xp.exp(codes[..., 2]) * h_a * 0.5

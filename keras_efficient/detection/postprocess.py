@@ -25,7 +25,12 @@ import numpy as np
 
 from keras_efficient.configs.anchors import AnchorSpec
 from keras_efficient.detection.anchors import generate_anchors
-from keras_efficient.detection.box_coding import array_module, clip_boxes, decode_boxes
+from keras_efficient.detection.box_coding import (
+    array_module,
+    clip_boxes,
+    decode_boxes,
+    decode_center_size,
+)
 
 ops = keras.ops
 
@@ -484,22 +489,6 @@ def map_boxes_to_original(boxes: Any, scale: Any, original_size: Any,
 TFLITE_CUSTOM_OP = "TFLite_Detection_PostProcess"
 
 
-def decode_center_size(encodings: Any, anchors: Any) -> Any:
-    """Decode (ty, tx, th, tw) against (yc, xc, h, w) anchors into corner boxes in the anchors'
-    units (normalised for the export's anchors): the TFLite custom op's decoding, and the same
-    formula as :func:`~keras_efficient.detection.box_coding.decode_boxes`.
-
-    Example::
-
-        boxes = decode_center_size(encodings[0], normalized_center_size(anchors, (320, 320)))
-    """
-    yc = encodings[..., 0] * anchors[..., 2] + anchors[..., 0]
-    xc = encodings[..., 1] * anchors[..., 3] + anchors[..., 1]
-    half_h = ops.exp(encodings[..., 2]) * anchors[..., 2] * 0.5
-    half_w = ops.exp(encodings[..., 3]) * anchors[..., 3] * 0.5
-    return ops.stack([yc - half_h, xc - half_w, yc + half_h, xc + half_w], axis=-1)
-
-
 def tflite_custom_op_signature(num_classes: int, *, max_detections: int = 100,
                                score_threshold: float = 0.05, iou_threshold: float = 0.5) -> str:
     """The ``experimental_implements`` text that makes the converter emit the custom op: best
@@ -576,7 +565,8 @@ def builtin_nms_detections(encodings: Any, scores: Any, anchors: Any, *,
                            ) -> dict[str, Any]:
     """The TFLite-builtin ending (``NON_MAX_SUPPRESSION_V5``, no custom op) for a batch-1
     graph: automl's global mode with hard NMS on normalised boxes — :func:`select_candidates`
-    (``pre_nms_top_k`` caps the candidates), :func:`decode_center_size`, the single-image
+    (``pre_nms_top_k`` caps the candidates),
+    :func:`~keras_efficient.detection.box_coding.decode_center_size`, the single-image
     :func:`nms_global`, then clip to [0, 1] after NMS.
 
     Same inputs as :func:`tflite_detection_postprocess`, same four outputs (classes and count
