@@ -21,12 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from keras_efficient.configs.efficientdet import check_resize
 from keras_efficient.data.decode import IMAGE_SUFFIXES, ImageDecodeError, read_image
-from keras_efficient.data.transforms import PadValue, load_image, resize_and_pad
+from keras_efficient.data.transforms import PadValue, load_image
 from keras_efficient.data.visualize import LEGIBLE_SIZE, draw_detections
 from keras_efficient.files import write_json_atomic
-
-RESIZE_MODES = ("letterbox", "stretch")
 
 Detections = list[dict[str, Any]]
 
@@ -156,90 +155,80 @@ def tflite_labels(path: Path) -> list[str] | None:
     return None
 
 
-def manifest_pad_value(file: Path) -> list[float]:
-    """The pad value the export's ``manifest.json`` (beside ``file``) records for its detector.
+def manifest_preprocessing(file: Path) -> tuple[str, list[float]]:
+    """The resize mode and pad value the export's ``manifest.json`` (beside ``file``) records
+    for its detector (manifests written before the resize mode was recorded: letterbox).
 
     Example::
 
-        manifest_pad_value(Path("runs/export/mine-android-int8/model_int8.tflite"))  # [127.0, ...]
+        manifest_preprocessing(Path("runs/export/mine-android-int8/model_int8.tflite"))
+        # ("letterbox", [127.0, 127.0, 127.0])
     """
     manifest = file.parent / "manifest.json"
     try:
-        return [float(v) for v in json.loads(manifest.read_text())["preprocessing"]["pad_value"]]
+        preprocessing = json.loads(manifest.read_text())["preprocessing"]
+        pad = [float(v) for v in preprocessing["pad_value"]]
+        resize = "stretch" if str(preprocessing.get("resize")) == "stretch" else "letterbox"
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(
-            f"Letterboxing for {file} needs the detector's pad value (its mean colour, 0 after "
-            f"its normalization), which the .tflite file does not hold and {manifest} does not "
-            f"give ({type(error).__name__}: {error}). Keep the export's manifest.json beside "
-            "the file, pass --train-dir (the training run it was exported from), or use "
-            "--resize stretch.") from error
+            f"Feeding {file} as its detector was trained needs the detector's resize mode and pad "
+            f"value (its mean colour, 0 after its normalization), which the .tflite file does "
+            f"not hold and {manifest} does not give ({type(error).__name__}: {error}). Keep the "
+            "export's manifest.json beside the file, pass --train-dir (the training run it was "
+            "exported from), or choose --resize stretch (as the Task Library and MediaPipe "
+            "feed).") from error
+    return resize, pad
 
 
 def tflite_detector(path: str | os.PathLike[str], *, labels: Sequence[str] | None = None,
                     category_ids: Sequence[int] | None = None,
-                    resize: str = "letterbox", pad_value: PadValue | None = None) -> Detector:
+                    resize: str | None = None, pad_value: PadValue | None = None) -> Detector:
     """An exported detector (post-processing ``custom_op`` or ``builtin_nms``) run in LiteRT.
 
-    ``resize="letterbox"`` feeds the image as this package's Keras path and export verification
-    do (aspect kept, padded bottom/right); ``"stretch"`` as the Android Task Library and
-    MediaPipe do (the whole image resized to the input, aspect not kept). uint8-input models get
-    the raw pixel values. Class names come from ``labels``, the file's metadata or the
-    ``labels.txt`` beside it; category ids from ``category_ids``, else index + 1.
-    ``pad_value`` (letterbox only) is the detector's (its mean colour, see
-    :attr:`~keras_efficient.models.efficientdet.EfficientDetector.pad_value`); None reads it from
-    the export's ``manifest.json`` beside the file, and refuses when there is none.
+    ``resize="letterbox"`` feeds the image as a letterbox-trained Keras model takes it (aspect
+    kept, padded bottom/right with ``pad_value``); ``"stretch"`` as the Android Task Library
+    and MediaPipe do (the whole image resized to the input, aspect not kept); ``None`` (default)
+    as the detector was trained, read with the pad value from the export's ``manifest.json``
+    beside the file (refused when there is none). uint8-input models get the pixels as bytes
+    (:func:`~keras_efficient.export.verify.tflite_detector_predict_fn`, the export check's own
+    feeding). Class names come from ``labels``, the file's metadata or the ``labels.txt``
+    beside it; category ids from ``category_ids``, else index + 1.
 
     Example::
 
         detector = tflite_detector("runs/export/mine-android-int8/model_int8.tflite",
                                    resize="stretch")
     """
-    from PIL import Image
+    from keras_efficient.export.detector_tflite import PostprocessOptions
+    from keras_efficient.export.runtime import load_interpreter
+    from keras_efficient.export.verify import tflite_detector_predict_fn
 
-    from keras_efficient.export.runtime import load_interpreter, run
-
-    if resize not in RESIZE_MODES:
-        raise ValueError(f"resize must be one of {RESIZE_MODES}; received {resize!r}.")
+    if resize is not None:
+        check_resize(resize)
     file = Path(path)
     if not file.is_file():
         raise ValueError(f"No such .tflite file: {file}.")
-    interpreter = load_interpreter(file)
-    outputs = interpreter.get_output_details()
+    outputs = load_interpreter(file).get_output_details()
     if len(outputs) != 4:
         raise ValueError(
             f"{file} has {len(outputs)} outputs, not the 4 of a detector export with "
             "post-processing (boxes, classes, scores, count): it is a classifier or a "
             "postprocess='none' export. Export the detector with postprocess 'custom_op' or "
             "'builtin_nms' (the android-int8 and edgetpu recipes do).")
-    height, width = (int(d) for d in interpreter.get_input_details()[0]["shape"][1:3])
     names = list(labels) if labels is not None else tflite_labels(file)
-    if names is None:
-        num_classes = 0
-        names = []
-    else:
-        num_classes = len(names)
-    ids = list(category_ids) if category_ids is not None else [i + 1 for i in range(num_classes)]
+    names = names or []
+    ids = (list(category_ids) if category_ids is not None
+           else [i + 1 for i in range(len(names))])
     pad: PadValue = 0.0  # unused when stretching
-    if resize == "letterbox":
-        pad = manifest_pad_value(file) if pad_value is None else pad_value
-
-    def one(image: np.ndarray) -> dict[str, Any]:
-        original_h, original_w = image.shape[:2]
-        if resize == "letterbox":
-            fed, scale = resize_and_pad(image, (height, width), pad_value=pad)
-            to_pixels = np.asarray([height, width, height, width], "float32") / scale
-        else:
-            fed = np.asarray(Image.fromarray(np.clip(image, 0, 255).astype("uint8")).resize(
-                (width, height), Image.Resampling.BILINEAR), "float32")
-            to_pixels = np.asarray([original_h, original_w, original_h, original_w], "float32")
-        boxes, classes, scores, count = run(interpreter, fed[None])
-        n = int(count[0])
-        pixels = boxes[0, :n] * to_pixels
-        limits = np.asarray([original_h, original_w, original_h, original_w], "float32")
-        return {"boxes": np.clip(pixels, 0, limits), "scores": scores[0, :n],
-                "classes": np.round(classes[0, :n]).astype(int)}
-
-    return Detector(file.name, lambda images: [one(image) for image in images], names, ids)
+    if resize is None or (resize == "letterbox" and pad_value is None):
+        recorded, recorded_pad = manifest_preprocessing(file)
+        resize = resize or recorded
+        pad = recorded_pad if pad_value is None else pad_value
+    elif pad_value is not None:
+        pad = pad_value
+    predict_fn = tflite_detector_predict_fn(file, PostprocessOptions(), pad_value=pad,
+                                            resize=resize)
+    return Detector(file.name, predict_fn, names, ids)
 
 
 def _png_names(paths: Sequence[Path]) -> list[str]:

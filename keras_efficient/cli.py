@@ -176,14 +176,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     labels, ids = _detect_labels(args)
     if args.tflite:
-        pad_value = None
-        if args.train_dir:  # the run it was exported from knows the pad value
+        pad_value, resize = None, args.resize
+        if args.train_dir:  # the run it was exported from knows its resize mode and pad value
             from keras_efficient.training.run_folder import load_trained_detector
 
-            pad_value = load_trained_detector(args.train_dir).model.pad_value
+            trained = load_trained_detector(args.train_dir).model
+            pad_value, resize = trained.pad_value, resize or trained.resize
         detector = tflite_detector(args.tflite, labels=labels, category_ids=ids,
-                                   resize=args.resize, pad_value=pad_value)
-        source = f"{args.tflite} (LiteRT, {args.resize})"
+                                   resize=resize, pad_value=pad_value)
+        source = f"{args.tflite} (LiteRT, {resize or 'resize as its manifest.json records'})"
     elif args.train_dir:
         from keras_efficient.training.run_folder import load_trained_detector
 
@@ -260,7 +261,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """
     from keras_efficient.demo import DemoConfig, run_demo
 
-    config = DemoConfig(output_dir=args.output)
+    config = DemoConfig(output_dir=args.output, resize=args.resize)
     if args.quick:
         config = dataclasses.replace(config, num_train=32, num_val=8, epochs=1,
                                      steps_per_epoch=2, batch_size=4, num_drawn=1,
@@ -285,7 +286,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     values = _settings(args, ("train_json", "train_images", "output_dir", "model", "batch_size",
                               "epochs", "steps_per_epoch", "learning_rate", "optimizer",
-                              "weights", "backbone_weights", "ema_decay", "on_error"))
+                              "weights", "backbone_weights", "ema_decay", "on_error",
+                              "resize"))
     if args.image_size:
         values.setdefault("spec_overrides", {})
         values["spec_overrides"] = {**dict(values["spec_overrides"]),  # type: ignore[call-overload]
@@ -517,9 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--weights", help="'coco' or a detector weights file (with --model)")
     detect.add_argument("--tflite", help="an exported detector .tflite (run in LiteRT)")
     detect.add_argument("--labels", help="labels.txt or labels.json naming the classes")
-    detect.add_argument("--resize", choices=("letterbox", "stretch"), default="letterbox",
-                        help="--tflite only: letterbox (as the Keras path) or stretch (as the "
-                        "Android Task Library and MediaPipe feed it)")
+    detect.add_argument("--resize", choices=("letterbox", "stretch"),
+                        help="--tflite only: letterbox or stretch (as the Android Task Library "
+                        "and MediaPipe feed it); default: as the detector was trained (its "
+                        "--train-dir, else the export's manifest.json)")
     detect.add_argument("--score-threshold", dest="score_threshold", type=float, default=0.3)
     detect.add_argument("--max-detections", dest="max_detections", type=int, default=100)
     detect.add_argument("--output", help="output folder (default runs/detect)")
@@ -533,6 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="offline main job: synthetic data, train, evaluate")
     demo.add_argument("--output", default="runs/demo", help="output folder (default runs/demo)")
     demo.add_argument("--quick", action="store_true", help="a tiny smoke run (seconds, not AP)")
+    demo.add_argument("--resize", choices=("letterbox", "stretch"), default="letterbox",
+                      help="train letterboxed (default) or stretched (as phones feed)")
     demo.set_defaults(func=cmd_demo)
 
     train = sub.add_parser("train", help="train a detector on COCO-format data")
@@ -554,6 +559,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--ema-decay", dest="ema_decay", type=float)
     train.add_argument("--weights", help="None, 'coco' or a detector weights file")
     train.add_argument("--backbone-weights", dest="backbone_weights", help="'imagenet' or path")
+    train.add_argument("--resize", choices=("letterbox", "stretch"),
+                       help="how images become the input, recorded in the model: letterbox "
+                       "(default; automl's, keep the aspect and pad) or stretch (as the Android "
+                       "Task Library and MediaPipe feed; train so for those apps)")
     train.add_argument("--freeze-backbone", dest="freeze_backbone", action="store_true")
     train.add_argument("--mixed-precision", dest="mixed_precision", action="store_true")
     train.add_argument("--on-error", dest="on_error", choices=("raise", "skip"),

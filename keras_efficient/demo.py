@@ -34,6 +34,9 @@ class DemoConfig:
 
     output_dir: str = "runs/demo"
     image_size: int = 128
+    # (height, width) of the generated images; None: square at image_size. A phone-like 3:4
+    # makes letterboxing and stretching differ (benchmarks/resize_modes.py).
+    data_size: tuple[int, int] | None = None
     num_train: int = 400
     num_val: int = 50
     difficulty: str = "easy"
@@ -47,6 +50,7 @@ class DemoConfig:
     weight_decay: float = 1e-4
     ema_decay: float | None = None
     scale_range: tuple[float, float] = (0.8, 1.25)
+    resize: str = "letterbox"
     num_drawn: int = 4
     export_int8: bool = True
     calibration_images: int = 100
@@ -72,10 +76,12 @@ def run_demo(config: DemoConfig | None = None, log: Any = print) -> dict[str, An
     total = 5 if config.export_int8 else 4
     step(f"1/{total} synthetic COCO dataset: {config.num_train} train + {config.num_val} val "
          "images "
-         f"of {config.image_size}px ({config.difficulty}) in {out / 'data'}")
+         f"of {'x'.join(map(str, config.data_size or (config.image_size,) * 2))}px "
+         f"({config.difficulty}) in {out / 'data'}")
     data = make_detection_dataset(out / "data", num_train=config.num_train,
                                   num_val=config.num_val,
-                                  image_size=(config.image_size, config.image_size),
+                                  image_size=config.data_size or (config.image_size,
+                                                                  config.image_size),
                                   max_objects=config.max_objects, seed=config.seed,
                                   difficulty=config.difficulty)  # type: ignore[arg-type]
     train_config = DetectorTrainConfig(
@@ -87,8 +93,9 @@ def run_demo(config: DemoConfig | None = None, log: Any = print) -> dict[str, An
         learning_rate=config.learning_rate, warmup_epochs=config.warmup_epochs,
         optimizer=config.optimizer,
         weight_decay=config.weight_decay, ema_decay=config.ema_decay,
-        scale_range=config.scale_range, seed=config.seed, verbose=0)
-    step(f"2/{total} training EfficientDet-Lite0 at {config.image_size}px from scratch: "
+        scale_range=config.scale_range, resize=config.resize, seed=config.seed, verbose=0)
+    step(f"2/{total} training EfficientDet-Lite0 at {config.image_size}px ({config.resize}) "
+         "from scratch: "
          f"{config.epochs} epochs x {config.steps_per_epoch} steps x {config.batch_size} images "
          "(the first epoch includes graph compilation)")
     result = train_detector(train_config, overwrite=True)  # a rerun replaces the demo's run
@@ -120,7 +127,9 @@ def run_demo(config: DemoConfig | None = None, log: Any = print) -> dict[str, An
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     int8 = summary.get("int8")
     int8_text = "" if int8 is None else (
-        f"; int8 TFLite AP {100 * int8['int8']['AP']:.1f} vs float {100 * int8['float']['AP']:.1f}")
+        f"; int8 TFLite AP {100 * int8['int8']['AP']:.1f} vs float {100 * int8['float']['AP']:.1f}"
+        + ("" if not int8.get("consumer") else
+           f" ({100 * int8['consumer']['AP']:.1f} as MediaPipe feeds it)"))
     step(f"done: AP50 {100 * metrics['AP50']:.1f}, AP {100 * metrics['AP']:.1f}{int8_text}; "
          f"weights {result.weights_path}")
     return {**metrics, "seconds": summary["seconds"], "detections_dir": str(drawn)}
@@ -152,15 +161,24 @@ def export_int8(out: Path, val_json: Path, config: DemoConfig, log: Any) -> dict
     artifact = manifest["artifacts"][0]
     accuracy = artifact["accuracy"]
     float_ap, int8_ap = accuracy["keras"], accuracy["tflite"]
-    rows = [("Keras float32", float_ap), ("TFLite int8", int8_ap)]
+    fed_as = accuracy["resize"]
+    rows = [(f"Keras float32 ({fed_as})", float_ap), (f"TFLite int8 ({fed_as})", int8_ap)]
+    consumer = accuracy.get("consumer")
+    if consumer is not None and consumer["resize"] != fed_as:
+        rows.append((f"TFLite int8 as MediaPipe feeds it ({consumer['resize']}, raw bytes)",
+                     consumer["tflite"]))
     log(f"same post-processing for both (best class per anchor, class-agnostic NMS, score > "
         f"{recipe.score_threshold}), {config.num_val} val images:")
-    log(f"{'model':<16}{'AP':>7}{'AP50':>7}{'AP75':>7}")
+    width = max(len(name) for name, _ in rows) + 2
+    log(f"{'model':<{width}}{'AP':>7}{'AP50':>7}{'AP75':>7}")
     for name, values in rows:
-        log(f"{name:<16}" + "".join(f"{100 * values[k]:>7.1f}" for k in ("AP", "AP50", "AP75")))
+        log(f"{name:<{width}}" + "".join(f"{100 * values[k]:>7.1f}"
+                                          for k in ("AP", "AP50", "AP75")))
     log(f"int8 - float: AP {100 * accuracy['AP_delta']:+.2f}, AP50 "
         f"{100 * accuracy['AP50_delta']:+.2f}; {artifact['file']} "
         f"{artifact['bytes'] / 1e6:.2f} MB, {artifact['latency_ms']['2_threads']:.1f} ms "
         "(LiteRT, 2 threads)")
     log((target / f"{Path(artifact['file']).stem}_edgetpu_report.txt").read_text().rstrip())
-    return {"float": float_ap, "int8": int8_ap, "file": str(target / artifact["file"])}
+    return {"float": float_ap, "int8": int8_ap, "resize": fed_as,
+            "consumer": None if consumer is None else consumer["tflite"],
+            "file": str(target / artifact["file"])}

@@ -181,7 +181,7 @@ def test_detect_with_a_training_run_writes_coco_results_and_drawings(run_dir, ph
 def test_detect_with_the_exported_tflite_matches_keras(run_dir, exported, photos, tmp_path):
     run = load_trained_detector(run_dir)
     keras_found = keras_detector(run.model, score_threshold=0.05, max_detections=20)
-    lite = tflite_detector(exported, pad_value=run.model.pad_value)
+    lite = tflite_detector(exported, resize=run.model.resize, pad_value=run.model.pad_value)
     assert lite.labels == ["circle", "square", "star"]  # from labels.txt beside the file
     for name in ("wide.png", "square.png"):
         image = load_image(photos / name)
@@ -211,7 +211,7 @@ def test_stretch_feeds_the_whole_image_as_the_task_library_does(exported, tmp_pa
     assert len(small["scores"]) > 0
     np.testing.assert_allclose(big["scores"][:3], small["scores"][:3], atol=0.02)
     np.testing.assert_allclose(big["boxes"][0], small["boxes"][0] * [1, 2, 1, 2], atol=1.5)
-    with pytest.raises(ValueError, match="needs the detector's pad value"):
+    with pytest.raises(ValueError, match="needs the detector's resize mode and pad"):
         tflite_detector(exported, resize="letterbox")  # no manifest.json beside this file
     letterboxed = tflite_detector(exported, resize="letterbox", pad_value=127.0)
     [padded] = letterboxed.predict_fn([wide.astype("float32")])

@@ -75,6 +75,30 @@ def test_train_without_data_is_a_clear_error(capsys):
     assert "train needs --train-json, --train-images, --output-dir" in capsys.readouterr().err
 
 
+def test_train_resize_flag_reaches_the_config(tmp_path, monkeypatch):
+    """``train --resize stretch`` (and ``demo --resize``) set the mode the detector records."""
+    from keras_efficient import demo as demo_module
+    from keras_efficient.training import detector as trainer
+
+    seen = {}
+
+    def fake_train(config, **kwargs):
+        seen["train"] = config
+        raise SystemExit(0)
+
+    monkeypatch.setattr(trainer, "train_detector", fake_train)
+    with pytest.raises(SystemExit):
+        main(["train", "--train-json", "a.json", "--train-images", "x", "--output-dir",
+              str(tmp_path), "--resize", "stretch", "--strategy", "default"])
+    assert seen["train"].resize == "stretch"
+    monkeypatch.setattr(demo_module, "run_demo", lambda config: seen.update(demo=config))
+    assert main(["demo", "--resize", "stretch", "--output", str(tmp_path / "d")]) == 0
+    assert seen["demo"].resize == "stretch"
+    with pytest.raises(SystemExit, match="2"):  # argparse: invalid choice
+        main(["train", "--train-json", "a.json", "--train-images", "x", "--output-dir",
+              str(tmp_path), "--resize", "crop"])
+
+
 def test_demo_runs_end_to_end_on_a_tiny_configuration(tmp_path):
     import json
 

@@ -31,6 +31,26 @@ from keras_efficient.configs.efficientnet import (
 
 FUSION_MODES = ("fast", "softmax", "sum")
 
+#: How an image becomes a detector's input: ``"letterbox"`` (automl's: resize keeping the aspect
+#: ratio, pad bottom/right with the mean colour) or ``"stretch"`` (resize the whole image to the
+#: input, aspect not kept: what the Android Task Library and MediaPipe feed). A detector records
+#: the mode it was trained with, and evaluation, serving and export verification feed it so.
+RESIZE_MODES = ("letterbox", "stretch")
+
+
+def check_resize(resize: object) -> str:
+    """``resize`` if it is one of :data:`RESIZE_MODES`, else a ``ValueError`` naming them.
+
+    Example::
+
+        check_resize("stretch")  # "stretch"
+    """
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize must be one of {RESIZE_MODES} ('letterbox': keep the aspect "
+                         "ratio and pad, as automl; 'stretch': fill the input, as the Task "
+                         f"Library and MediaPipe feed); received {resize!r}.")
+    return str(resize)
+
 
 @dataclasses.dataclass(frozen=True)
 class BiFPNNode:

@@ -22,6 +22,11 @@ alternative), the same op as :func:`~keras_efficient.data.transforms.resize_and_
 inference path), so training and inference see the same pixels. Everything runs as TF graph ops
 in parallel ``map`` calls.
 
+``resize="stretch"`` (a detector trained for the Task Library / MediaPipe, which stretch every
+image to the input) replaces the letterbox by a resize of the whole image to the output size
+(aspect not kept, no pad); the jitter then scales that size, and the crop and pad follow as above.
+``image_info``'s scale is then 1.0: boxes map back per axis from the original size.
+
 Randomness is reproducible: every element draws its flip, jitter and crop from a stateless
 generator keyed by ``seed`` and a per-element number from ``tf.data.Dataset.random``; each new
 iteration (epoch) draws a new, still seed-determined, sequence.
@@ -35,6 +40,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from keras_efficient.configs.efficientdet import check_resize
 from keras_efficient.data.coco import CocoDataset, ImageRecord
 from keras_efficient.data.decode import read_image
 from keras_efficient.data.transforms import PAD_VALUE, PadValue, pad_channels
@@ -110,9 +116,11 @@ def pad_bottom_right_tf(image: tf.Tensor, size: tuple[int, int],
 
 def resize_crop_pad(image: tf.Tensor, boxes: tf.Tensor, output_size: tuple[int, int],
                     scale: tf.Tensor, offset: tf.Tensor, *, pad_value: PadValue = PAD_VALUE,
-                    antialias: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+                    antialias: bool = False, new_size: tf.Tensor | None = None
+                    ) -> tuple[tf.Tensor, tf.Tensor]:
     """Resize ``image`` by ``scale`` (aspect kept; bilinear, ``antialias`` off as automl),
-    crop at ``offset`` (y, x), pad bottom/right with ``pad_value``.
+    crop at ``offset`` (y, x), pad bottom/right with ``pad_value``. ``new_size`` (int32
+    ``[2]``), when given, is the resized size instead (a stretch: ``scale`` is then unused).
 
     ``boxes`` ``[K, 4]`` follow: scaled by the per-axis factor the rounded size actually reached,
     shifted by the crop offset and clipped to the output. Boxes left without area are *not*
@@ -126,7 +134,8 @@ def resize_crop_pad(image: tf.Tensor, boxes: tf.Tensor, output_size: tuple[int, 
     """
     height, width = output_size
     shape = tf.shape(image)[:2]
-    new_size = scaled_size_tf(shape, scale)
+    if new_size is None:
+        new_size = scaled_size_tf(shape, scale)
     resized = tf.image.resize(tf.cast(image, tf.float32), new_size, method="bilinear",
                               antialias=antialias)
     cropped = resized[offset[0]:offset[0] + height, offset[1]:offset[1] + width]
@@ -163,7 +172,7 @@ def detection_dataset(
     shuffle_buffer: int | None = None, cache: bool | str = False,
     drop_remainder: bool | None = None, drop_crowd: bool = True,
     num_parallel_calls: int = AUTOTUNE, pad_value: PadValue = PAD_VALUE,
-    antialias: bool = False,
+    antialias: bool = False, resize: str = "letterbox",
 ) -> tf.data.Dataset:
     """A batched, prefetched detection ``tf.data.Dataset`` (see the module docstring).
 
@@ -186,6 +195,9 @@ def detection_dataset(
       pad_value: the letterbox's pad value, one number or one per channel: the detector's
         ``spec.pad_value`` (its normalization mean, automl's padding); default 0.
       antialias: antialias the bilinear resize (default off, as automl).
+      resize: ``"letterbox"`` (automl's) or ``"stretch"`` (the whole image to the output
+        size, as the Task Library and MediaPipe feed; see the module docstring): the
+        detector's ``resize``.
 
     Example::
 
@@ -205,6 +217,7 @@ def detection_dataset(
         raise ValueError(f"batch_size and max_boxes must be >= 1; received {batch_size}, "
                          f"{max_boxes}.")
     output_size = (height, width)
+    stretching = check_resize(resize) == "stretch"
     drop_remainder = training if drop_remainder is None else drop_remainder
     if drop_remainder and len(records) < batch_size:
         raise ValueError(f"{len(records)} image(s) cannot fill one batch of {batch_size} with "
@@ -237,11 +250,20 @@ def detection_dataset(
         return {"image": image, "boxes": padded_boxes, "classes": padded_classes,
                 "image_info": info, "image_id": example["image_id"]}
 
+    def target_size(image: tf.Tensor, jitter: tf.Tensor | float
+                    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """The scale for ``image_info`` and the size ``image`` is resized to."""
+        if stretching:
+            size = tf.constant(output_size, tf.float32) * jitter
+            return tf.constant(1.0), tf.maximum(tf.cast(size, tf.int32), 1)
+        scale = jitter * _fit_scale(image, output_size)
+        return scale, scaled_size_tf(tf.shape(image)[:2], scale)
+
     def evaluate(example: dict[str, Any]) -> dict[str, tf.Tensor]:
-        scale = _fit_scale(example["image"], output_size)
+        scale, reached = target_size(example["image"], 1.0)
         image, boxes = resize_crop_pad(example["image"], example["boxes"], output_size, scale,
                                        tf.zeros([2], tf.int32), pad_value=pad_value,
-                                       antialias=antialias)
+                                       antialias=antialias, new_size=reached)
         return finish(example, image, boxes, scale)
 
     def augment(example: dict[str, Any], number: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -256,13 +278,13 @@ def detection_dataset(
                                  image_width - boxes[:, 1]], axis=-1)
             boxes = tf.where(do_flip, mirrored, boxes)
         jitter = low + (high - low) * draws[1]
-        scale = jitter * _fit_scale(image, output_size)
-        reached = scaled_size_tf(tf.shape(image)[:2], scale)
+        scale, reached = target_size(image, jitter)
         slack = tf.maximum(reached - tf.constant(output_size, tf.int32), 0)
         offset = tf.minimum(tf.cast(tf.floor(draws[2:] * tf.cast(slack + 1, tf.float32)),
                                     tf.int32), slack)
         image, boxes = resize_crop_pad(image, boxes, output_size, scale, offset,
-                                       pad_value=pad_value, antialias=antialias)
+                                       pad_value=pad_value, antialias=antialias,
+                                       new_size=reached)
         return finish(example, image, boxes, scale)
 
     if training:

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from keras_efficient.configs.efficientdet import check_resize
 from keras_efficient.data.decode import IMAGE_SUFFIXES
-from keras_efficient.data.transforms import PAD_VALUE, PadValue, load_image, resize_and_pad
+from keras_efficient.data.transforms import PAD_VALUE, PadValue, fit_to_input, load_image
 
 
 def _image_paths(source: Any) -> list[str]:
@@ -49,7 +50,8 @@ def _image_paths(source: Any) -> list[str]:
 
 def representative_images(source: Any, image_size: tuple[int, int], count: int = 200,
                           seed: int = 0, *, pad_value: PadValue = PAD_VALUE,
-                          antialias: bool = False) -> Iterator[np.ndarray]:
+                          antialias: bool = False, resize: str = "letterbox"
+                          ) -> Iterator[np.ndarray]:
     """Up to ``count`` images from ``source``, each float32 ``[1, H, W, 3]`` in [0, 255].
 
     ``source``: a :class:`~keras_efficient.data.coco.CocoDataset`, a COCO instances json path,
@@ -57,9 +59,10 @@ def representative_images(source: Any, image_size: tuple[int, int], count: int =
     (images found recursively, hidden folders skipped) or a list of image paths. The images
     are a seeded random sample (all of them, shuffled, when fewer than ``count``). Raises
     ``ValueError`` at once, not on first iteration, when the source holds no image.
-    ``pad_value`` and ``antialias`` are :func:`~keras_efficient.data.transforms.resize_and_pad`'s:
-    a detector's calibration images must pass ``pad_value=detector.pad_value`` so they are
-    padded as at inference.
+    ``pad_value``, ``antialias`` and ``resize`` are
+    :func:`~keras_efficient.data.transforms.fit_to_input`'s: a detector's calibration images
+    must pass ``pad_value=detector.pad_value`` and ``resize=detector.resize`` so they are fed
+    as at inference.
 
     Example::
 
@@ -73,14 +76,15 @@ def representative_images(source: Any, image_size: tuple[int, int], count: int =
                          "quantization calibration needs at least one.")
     if count < 1:
         raise ValueError(f"count must be >= 1; received {count}.")
+    check_resize(resize)
     order = np.random.default_rng(seed).permutation(len(paths))[:count]
     chosen = [paths[int(i)] for i in order]
     size = (int(image_size[0]), int(image_size[1]))
 
     def generate() -> Iterator[np.ndarray]:
         for path in chosen:
-            padded, _ = resize_and_pad(load_image(path), size, pad_value=pad_value,
-                                       antialias=antialias)
+            padded, _ = fit_to_input(load_image(path), size, resize=resize,
+                                     pad_value=pad_value, antialias=antialias)
             yield padded[None]
 
     return generate()

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_efficient.configs.efficientdet import check_resize
 from keras_efficient.data.decode import read_image
 
 
@@ -119,6 +120,53 @@ def resize_and_pad(image: np.ndarray, size: tuple[int, int], *, pad_value: PadVa
     out[...] = pad_channels(pad_value, channels)
     out[:new_h, :new_w] = resized
     return out, scale
+
+
+def stretch(image: np.ndarray, size: tuple[int, int], *, antialias: bool = False) -> np.ndarray:
+    """Resize the whole image to ``size`` (height, width), aspect not kept: the ``"stretch"``
+    resize mode, what the Android Task Library and MediaPipe feed a detector. The same bilinear
+    ``tf.image.resize`` (half-pixel centres, no antialias by default) as :func:`resize_and_pad`
+    and the graph paths; returns float32 ``[size, C]``.
+
+    Example::
+
+        fed = stretch(load_image("photo.jpg"), (320, 320))
+    """
+    import tensorflow as tf
+
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"An image must have a non-zero size; received {image.shape[:2]}.")
+    return tf.image.resize(tf.convert_to_tensor(image, tf.float32), tuple(size),
+                           method="bilinear", antialias=bool(antialias)).numpy()
+
+
+def stretch_to_bytes(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The uint8 buffer a phone app hands a detector: the image stretched to ``size``
+    (:func:`stretch`) and rounded to bytes, as MediaPipe and the Task Library resize RGB bytes.
+
+    Example::
+
+        fed = stretch_to_bytes(load_image("photo.jpg"), (320, 320))  # uint8 [320, 320, 3]
+    """
+    return np.clip(np.round(stretch(image, size)), 0, 255).astype("uint8")
+
+
+def fit_to_input(image: np.ndarray, size: tuple[int, int], *, resize: str = "letterbox",
+                 pad_value: PadValue = PAD_VALUE, antialias: bool = False
+                 ) -> tuple[np.ndarray, float]:
+    """An image as a detector of resize mode ``resize`` takes it: :func:`resize_and_pad`
+    (``"letterbox"``) or :func:`stretch` (``"stretch"``). Returns the float32 ``[size, 3]``
+    image and the letterbox scale for :func:`image_info` (1.0 when stretching, where the
+    boxes map back per axis from the original size alone).
+
+    Example::
+
+        fed, scale = fit_to_input(image, detector.image_size, resize=detector.resize,
+                                  pad_value=detector.pad_value)
+    """
+    if check_resize(resize) == "stretch":
+        return stretch(image, size, antialias=antialias), 1.0
+    return resize_and_pad(image, size, pad_value=pad_value, antialias=antialias)
 
 
 def image_info(original: Any, scale: float) -> np.ndarray:

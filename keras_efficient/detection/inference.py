@@ -7,9 +7,11 @@ from typing import Any
 import keras
 from keras import ops
 
+from keras_efficient.configs.efficientdet import check_resize
 from keras_efficient.detection.postprocess import (
     NonMaxSuppression,
     map_boxes_to_original,
+    map_stretched_boxes_to_original,
     resolve_mode,
 )
 
@@ -30,25 +32,38 @@ class ToOriginalPixels(keras.layers.Layer):
     was resized by ``scale`` keeping its aspect ratio and padded at the bottom/right. Boxes are
     multiplied by ``1 / scale`` as automl does; ``clip=True`` (default) also clips them to the
     original image, which automl does not (``clip=False`` reproduces automl).
+    ``resize="stretch"`` (with the network ``input_size``) undoes a stretch instead: each axis
+    by original size / input size; the scale in ``image_info`` is then not used.
 
     Example::
 
         boxes = ToOriginalPixels()(boxes, image_info)  # image_info: [B, 3] (scale, height, width)
     """
 
-    def __init__(self, clip: bool = True, **kwargs: Any) -> None:
+    def __init__(self, clip: bool = True, resize: str = "letterbox",
+                 input_size: tuple[int, int] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.clip = bool(clip)
+        self.resize = check_resize(resize)
+        if self.resize == "stretch" and input_size is None:
+            raise ValueError("ToOriginalPixels(resize='stretch') needs the network input_size "
+                             "(height, width) to undo the stretch.")
+        self.input_size = None if input_size is None else (int(input_size[0]),
+                                                           int(input_size[1]))
 
     def call(self, boxes: Any, image_info: Any) -> Any:
         info = ops.cast(image_info, "float32")
+        if self.input_size is not None and self.resize == "stretch":
+            return map_stretched_boxes_to_original(boxes, self.input_size, info[:, 1:3],
+                                                   clip=self.clip)
         return map_boxes_to_original(boxes, info[:, 0], info[:, 1:3], clip=self.clip)
 
     def compute_output_shape(self, boxes_shape: Any, image_info_shape: Any) -> Any:
         return boxes_shape
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "clip": self.clip}
+        return {**super().get_config(), "clip": self.clip, "resize": self.resize,
+                "input_size": None if self.input_size is None else list(self.input_size)}
 
 
 def default_nms_method(detector: Any) -> str:
@@ -70,7 +85,9 @@ def inference_model(detector: Any, *,
                     clip: str | None = None, clip_to_original: bool = True,
                     name: str | None = None) -> keras.Model:
     """Wrap a raw detector (an ``EfficientDetector``, which carries its spec) into
-    ``(image, image_info) -> detections`` with static shapes.
+    ``(image, image_info) -> detections`` with static shapes. Images are fed as the detector's
+    ``resize`` mode says (letterboxed or stretched, e.g. by
+    :func:`keras_efficient.data.transforms.fit_to_input`), and boxes mapped back accordingly.
 
     Outputs a dict: ``boxes`` ``[B, max_detections, 4]`` (ymin, xmin, ymax, xmax in original
     pixels), ``scores`` ``[B, max_detections]``, ``classes`` (int32, 0-based) and
@@ -110,6 +127,8 @@ def inference_model(detector: Any, *,
         method=method or default_nms_method(detector), soft_nms_sigma=soft_nms_sigma,
         mode=resolved, pre_nms_top_k=pre_nms_top_k, clip=clip, name="nms")
     boxes, scores, classes, count = nms(raw["class_logits"], raw["box_regression"])
-    boxes = ToOriginalPixels(clip=clip_to_original, name="to_original_pixels")(boxes, info)
+    boxes = ToOriginalPixels(clip=clip_to_original, resize=detector.resize,
+                             input_size=detector.image_size,
+                             name="to_original_pixels")(boxes, info)
     outputs = {"boxes": boxes, "scores": scores, "classes": classes, "num_detections": count}
     return keras.Model([image, info], outputs, name=name or f"{detector.name}_inference")

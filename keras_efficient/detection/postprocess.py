@@ -481,6 +481,27 @@ def map_boxes_to_original(boxes: Any, scale: Any, original_size: Any,
     return clip_boxes(boxes, original_size[..., 0:1], original_size[..., 1:2])
 
 
+def map_stretched_boxes_to_original(boxes: Any, input_size: tuple[int, int], original_size: Any,
+                                    clip: bool = True) -> Any:
+    """Map boxes from network-input pixels back to the original image after a stretch (the
+    whole image resized to ``input_size``, aspect not kept): each axis by its own factor,
+    original size / input size; ``clip`` as :func:`map_boxes_to_original`.
+
+    Example::
+
+        original = map_stretched_boxes_to_original(boxes, (320, 320), image.shape[:2])
+    """
+    xp = array_module(boxes, original_size)
+    cast = ((lambda a: np.asarray(a, np.float32)) if xp is np
+            else (lambda a: ops.cast(ops.convert_to_tensor(a), "float32")))
+    boxes, original_size = cast(boxes), cast(original_size)
+    factors = original_size / cast([float(input_size[0]), float(input_size[1])])
+    boxes = boxes * xp.concatenate([factors, factors], axis=-1)[..., None, :]
+    if not clip:
+        return boxes
+    return clip_boxes(boxes, original_size[..., 0:1], original_size[..., 1:2])
+
+
 # --------------------------------------------------------------------------- export endings
 # The TFLite export (keras_efficient.export.detector_tflite) selects one of these; the
 # "none" ending (raw box encodings and sigmoid scores) needs no code.

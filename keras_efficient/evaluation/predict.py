@@ -13,10 +13,11 @@ import numpy as np
 from keras_efficient.data.transforms import (
     PAD_VALUE,
     PadValue,
+    fit_to_input,
     image_info,
     load_image,
-    resize_and_pad,
 )
+from keras_efficient.detection.inference import ToOriginalPixels
 from keras_efficient.models.efficientdet import EfficientDetector
 
 
@@ -31,6 +32,21 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
+def wrapped_detector(model: keras.Model) -> EfficientDetector | None:
+    """The :class:`EfficientDetector` a model is or wraps (e.g. an ``inference_model``).
+
+    Example::
+
+        wrapped_detector(inference_model(detector)) is detector  # True
+    """
+    if isinstance(model, EfficientDetector):
+        return model
+    for layer in getattr(model, "layers", ()):
+        if isinstance(layer, EfficientDetector):
+            return layer
+    return None
+
+
 def detector_pad_value(model: keras.Model) -> PadValue:
     """The pad value of the :class:`EfficientDetector` a model is or wraps (e.g. an
     ``inference_model``), :data:`~keras_efficient.data.transforms.PAD_VALUE` (0) without one.
@@ -39,12 +55,22 @@ def detector_pad_value(model: keras.Model) -> PadValue:
 
         detector_pad_value(inference_model(EfficientDet("lite0")))  # (127.0, 127.0, 127.0)
     """
-    if isinstance(model, EfficientDetector):
-        return model.pad_value
-    for layer in getattr(model, "layers", ()):
-        if isinstance(layer, EfficientDetector):
-            return layer.pad_value
-    return PAD_VALUE
+    detector = wrapped_detector(model)
+    return PAD_VALUE if detector is None else detector.pad_value
+
+
+def inference_resize(inference: keras.Model) -> str:
+    """How images must be fed to an ``inference_model``: the resize mode its mapping back to
+    original pixels undoes (its ``ToOriginalPixels`` layer; ``"letterbox"`` without one).
+
+    Example::
+
+        inference_resize(inference_model(EfficientDet("lite0", resize="stretch")))  # "stretch"
+    """
+    for layer in getattr(inference, "layers", ()):
+        if isinstance(layer, ToOriginalPixels):
+            return layer.resize
+    return "letterbox"
 
 
 def predict(inference: keras.Model, images: Iterable[str | os.PathLike[str] | np.ndarray],
@@ -53,10 +79,12 @@ def predict(inference: keras.Model, images: Iterable[str | os.PathLike[str] | np
             ) -> list[dict[str, Any]]:
     """Run an inference model (see ``detection.inference.inference_model``) on any images.
 
-    Each image is loaded (RGB), resized keeping its aspect ratio and padded to the model input
-    (:func:`~keras_efficient.data.transforms.resize_and_pad`: automl's bilinear resize without
-    antialias unless ``antialias``; ``pad_value`` by default the wrapped detector's,
-    :func:`detector_pad_value`); the returned boxes are in the original image's pixels. One
+    Each image is loaded (RGB) and fed as the wrapped detector's ``resize`` mode says
+    (:func:`~keras_efficient.data.transforms.fit_to_input`): resized keeping its aspect ratio
+    and padded to the model input (``"letterbox"``: automl's bilinear resize without antialias
+    unless ``antialias``; ``pad_value`` by default the wrapped detector's,
+    :func:`detector_pad_value`) or stretched to it (``"stretch"``); the returned boxes are in
+    the original image's pixels. One
     dict per image with ``boxes`` ``[K, 4]`` (ymin, xmin, ymax, xmax), ``scores`` ``[K]`` and
     ``classes`` ``[K]``, sorted by score, keeping detections above ``score_threshold``.
     Images are decoded one batch at a time (memory does not grow with their number). No images
@@ -73,13 +101,15 @@ def predict(inference: keras.Model, images: Iterable[str | os.PathLike[str] | np
         raise ValueError(f"batch_size must be a positive integer; received {batch_size!r}.")
     size = (int(inference.input_shape[0][1]), int(inference.input_shape[0][2]))
     pad = detector_pad_value(inference) if pad_value is None else pad_value
+    resize = inference_resize(inference)
     results: list[dict[str, Any]] = []
     # Decoded one batch at a time, so memory does not grow with the number of images.
     for chunk in _batches(images, int(batch_size)):
         batch, infos = [], []
         for source in chunk:
             original = load_image(source)
-            padded, scale = resize_and_pad(original, size, pad_value=pad, antialias=antialias)
+            padded, scale = fit_to_input(original, size, resize=resize, pad_value=pad,
+                                         antialias=antialias)
             batch.append(padded)
             infos.append(image_info(original, scale))
         out = inference.predict_on_batch([np.stack(batch), np.stack(infos)])

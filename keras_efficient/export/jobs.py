@@ -70,7 +70,7 @@ def trained_detector_job(train_dir: str | os.PathLike[str], *, count: int = 100,
         candidate = train_json.with_name(train_json.name.replace("train", "val"))
         eval_json = candidate if candidate.is_file() and candidate != train_json else None
     images = list(representative_images(train_json, static_image_size(model), count=count,
-                                        pad_value=model.pad_value))
+                                        pad_value=model.pad_value, resize=model.resize))
     return ExportJob(model, images, weights_origin=str(run.weights_path),
                      held_out=None if eval_json is None else _held_out(eval_json, eval_images))
 
@@ -92,7 +92,7 @@ def variant_job(name: str, *, weights: str | None, representative: str | os.Path
     if num_classes is not None:
         kwargs["num_classes" if detector else "classes"] = num_classes
     model = get_model(name, **kwargs)
-    pad = {"pad_value": model.pad_value} if detector else {}
+    pad = {"pad_value": model.pad_value, "resize": model.resize} if detector else {}
     images = list(representative_images(representative, static_image_size(model), count=count,
                                          **pad))
     if not detector:
@@ -118,7 +118,7 @@ def fresh_detector_job(name: str = "efficientdet-lite0", *, num_classes: int = 3
     data = make_detection_dataset(folder / "data", num_train=count, num_val=4,
                                   image_size=static_image_size(model))
     images = list(representative_images(data.train_json, static_image_size(model), count=count,
-                                        pad_value=model.pad_value))
+                                        pad_value=model.pad_value, resize=model.resize))
     val = data.coco("val")
     job = ExportJob(model, images, weights_origin="random",
                     labels=val.class_names, category_ids=val.category_ids,

@@ -122,6 +122,24 @@ def _io_specs(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for d in details]
 
 
+def consumer_warning(name: str, file: str, trained: str, consumer: str,
+                     accuracy: dict[str, Any]) -> str:
+    """The warning for a detector exported for a consumer that feeds it otherwise than it was
+    trained (a letterbox-trained detector for the Task Library / MediaPipe, which stretch), with
+    the AP difference the verification measured.
+
+    Example::
+
+        consumer_warning("lite0", "lite0_int8.tflite", "letterbox", "stretch", accuracy)
+    """
+    ours, theirs = accuracy["tflite"]["AP"], accuracy["consumer"]["tflite"]["AP"]
+    return (f"{name} was trained with resize={trained!r}, but this recipe's consumers (Task "
+            f"Library, MediaPipe) {consumer} every image: {file} measured AP {100 * theirs:.1f} "
+            f"as they feed it vs {100 * ours:.1f} as trained ({100 * (theirs - ours):+.1f}) on "
+            f"the held-out set. Train with resize={consumer!r} (keras-efficient train --resize "
+            f"{consumer}) for these apps, or feed the model {trained}ed images yourself.")
+
+
 def _failure(step: str, name: str, error: BaseException, folder: Path) -> ExportError:
     """The ExportError for ``step``, with a hint when the disk (or a file-size limit) is full."""
     reason = str(error)
@@ -142,6 +160,7 @@ class _Export:
         self.options = recipe.postprocess_options()
         self.name = job.model.name
         self.reference_ap: dict[str, float] | None = None
+        self.warnings: list[str] = []
 
     def tflite(self, quantization: str) -> dict[str, Any]:
         job, recipe = self.job, self.recipe
@@ -208,13 +227,29 @@ class _Export:
             self.log(f"  COCO AP of the Keras model on {job.held_out.max_images} held-out images")
             self.reference_ap = detection_ap(
                 keras_detector_predict_fn(job.model, self.options), job.held_out)
-        got = detection_ap(tflite_detector_predict_fn(path, self.options,
-                                                      job.model.anchor_spec(),
-                                                      pad_value=job.model.pad_value),
-                           job.held_out)
-        return {"keras": self.reference_ap, "tflite": got,
-                "AP_delta": round(got["AP"] - self.reference_ap["AP"], 5),
-                "AP50_delta": round(got["AP50"] - self.reference_ap["AP50"], 5)}
+        model, reference, held_out = job.model, self.reference_ap, job.held_out
+
+        def measured(resize: str) -> dict[str, Any]:
+            got = detection_ap(tflite_detector_predict_fn(path, self.options,
+                                                          model.anchor_spec(),
+                                                          pad_value=model.pad_value,
+                                                          resize=resize), held_out)
+            return {"tflite": got, "AP_delta": round(got["AP"] - reference["AP"], 5),
+                    "AP50_delta": round(got["AP50"] - reference["AP50"], 5)}
+
+        result: dict[str, Any] = {"keras": reference, "resize": model.resize,
+                                  **measured(model.resize)}
+        consumer = self.recipe.consumer_resize
+        if consumer is not None:
+            # As the recipe's consumer (Task Library, MediaPipe) feeds the file: stretched bytes.
+            as_fed = (measured(consumer) if consumer != model.resize
+                      else {key: result[key] for key in ("tflite", "AP_delta", "AP50_delta")})
+            result["consumer"] = {"resize": consumer, **as_fed}
+            if consumer != model.resize:
+                self.warnings.append(consumer_warning(self.name, path.name, model.resize,
+                                                      consumer, result))
+                self.log(f"  warning: {self.warnings[-1]}")
+        return result
 
     def edgetpu(self, path: Path) -> dict[str, Any]:
         report = edgetpu_report(path)
@@ -321,9 +356,11 @@ def export_model(model: Any, recipe: Recipe, output_dir: str | os.PathLike[str],
                                 "task": "detection" if job.is_detector else "classification",
                                 "artifacts": []}
     if job.is_detector:
-        # What a consumer needs to letterbox an image as the Keras model saw it: the pad value
-        # (the mean colour, 0 after the in-graph normalization) is not in the .tflite file.
-        manifest["preprocessing"] = {"resize": "letterbox, bilinear, no antialias",
+        # What a consumer needs to feed an image as the Keras model saw it: its resize mode and
+        # the pad value (the mean colour, 0 after the in-graph normalization), which the .tflite
+        # file does not hold.
+        manifest["preprocessing"] = {"resize": model.resize,
+                                     "interpolation": "bilinear, no antialias",
                                      "pad_value": [float(v) for v in
                                                    pad_channels(model.pad_value, 3)]}
     staging = make_staging_folder(out)
@@ -349,6 +386,8 @@ def export_model(model: Any, recipe: Recipe, output_dir: str | os.PathLike[str],
             files = report.write(staging, count=debug_quantization)
             manifest["quantization_debug"] = {**report.summary(debug_quantization),
                                               "files": sorted(p.name for p in files.values())}
+        if run.warnings:
+            manifest["warnings"] = run.warnings
         step = "manifest.json"
         write_bytes_atomic(staging / "manifest.json", json.dumps(manifest, indent=2).encode())
         step = f"move into {out}"

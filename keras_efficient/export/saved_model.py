@@ -14,11 +14,13 @@ Detector (:func:`export_detector_saved_model`) signatures:
   ``class_logits`` ``[B, N, C]`` and ``box_regression`` ``[B, N, 4]`` (float32).
 
 The in-graph preprocessing is the detector's (:func:`keras_efficient.data.transforms.
-resize_and_pad`), automl's: resize keeping the aspect ratio to fit the network input (bilinear
-without antialiasing, ``int()`` of the scaled size), pad bottom/right with the detector's
-``pad_value`` (its normalization mean, i.e. 0 after normalization); the scale and original size
-then map the boxes back. Encoded images are decoded and preprocessed one at a time
-(``tf.map_fn``, so a request may mix sizes) and the network then runs on the whole batch.
+fit_to_input` for its ``resize`` mode). ``"letterbox"``, automl's: resize keeping the aspect
+ratio to fit the network input (bilinear without antialiasing, ``int()`` of the scaled size),
+pad bottom/right with the detector's ``pad_value`` (its normalization mean, i.e. 0 after
+normalization); the scale and original size then map the boxes back. ``"stretch"`` (a detector
+trained for stretching consumers): the same resize to the whole input; boxes map back per axis.
+Encoded images are decoded and preprocessed one at a time (``tf.map_fn``, so a request may mix
+sizes) and the network then runs on the whole batch.
 
 Classifier (:func:`export_classifier_saved_model`) signatures:
 
@@ -104,17 +106,22 @@ def _category_table(category_ids: Sequence[int] | None, num_classes: int) -> lis
 # --------------------------------------------------------------------------- graph pieces
 
 
-def _fit_and_pad(images: tf.Tensor, size: tuple[int, int], pad_value: PadValue = PAD_VALUE,
-                 antialias: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
-    """``[B, h, w, C]`` same-size images → padded float32 ``[B, H, W, C]`` and info ``[B, 3]``.
+def _fit_to_input(images: tf.Tensor, size: tuple[int, int], pad_value: PadValue = PAD_VALUE,
+                  antialias: bool = False, resize: str = "letterbox"
+                  ) -> tuple[tf.Tensor, tf.Tensor]:
+    """``[B, h, w, C]`` same-size images → float32 ``[B, H, W, C]`` and info ``[B, 3]``.
 
-    ``resize_and_pad`` in TF ops: the geometry of
+    :func:`keras_efficient.data.transforms.fit_to_input` in TF ops: the letterbox geometry of
     :func:`keras_efficient.data.transforms.letterbox_geometry` (here
-    :func:`keras_efficient.data.pipeline.letterbox_geometry_tf`), the same resize and pad.
+    :func:`keras_efficient.data.pipeline.letterbox_geometry_tf`), the same resize and pad; or,
+    for ``resize="stretch"``, the same resize to the whole input (scale 1.0 in the info).
     """
     shape = tf.shape(images)
     tf.debugging.assert_positive(shape[1:3], message="images must have a non-zero size")
-    scale, new_size = letterbox_geometry_tf(shape[1:3], size)
+    if resize == "stretch":
+        scale, new_size = tf.constant(1.0), tf.constant(size, tf.int32)
+    else:
+        scale, new_size = letterbox_geometry_tf(shape[1:3], size)
     resized = tf.image.resize(tf.cast(images, tf.float32), new_size, method="bilinear",
                               antialias=antialias)
     padded = pad_bottom_right_tf(resized, size, pad_value)
@@ -217,7 +224,7 @@ def export_detector_saved_model(
                             class_aware=class_aware, pre_nms_top_k=pre_nms_top_k, clip=clip,
                             clip_to_original=clip_to_original)
     size = (height, width)
-    pad_value = detector.pad_value
+    pad_value, resize = detector.pad_value, detector.resize
 
     def detect(padded: tf.Tensor, info: tf.Tensor) -> dict[str, tf.Tensor]:
         result = infer([padded, info], training=False)
@@ -230,11 +237,12 @@ def export_detector_saved_model(
                 "num_detections": count}
 
     def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return detect(*_fit_and_pad(images, size, pad_value, antialias))
+        return detect(*_fit_to_input(images, size, pad_value, antialias, resize))
 
     def serve_bytes(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         def one(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            padded, info = _fit_and_pad(_decode(data, channels), size, pad_value, antialias)
+            padded, info = _fit_to_input(_decode(data, channels), size, pad_value, antialias,
+                                         resize)
             return padded[0], info[0]
 
         padded, info = _map_encoded(image_bytes, one, (

@@ -21,9 +21,13 @@ from typing import Any
 import numpy as np
 
 from keras_efficient.configs.anchors import AnchorSpec
-from keras_efficient.data.transforms import PAD_VALUE, PadValue, resize_and_pad
+from keras_efficient.data.transforms import PAD_VALUE, PadValue, fit_to_input
 from keras_efficient.detection.inference import inference_model
-from keras_efficient.detection.postprocess import NonMaxSuppression
+from keras_efficient.detection.postprocess import (
+    NonMaxSuppression,
+    map_boxes_to_original,
+    map_stretched_boxes_to_original,
+)
 from keras_efficient.evaluation.coco_metrics import evaluate_predict_fn
 from keras_efficient.evaluation.predict import predict
 from keras_efficient.export.detector_tflite import PostprocessOptions
@@ -99,18 +103,23 @@ def keras_detector_predict_fn(detector: Any, options: PostprocessOptions) -> Pre
 
 def tflite_detector_predict_fn(path: Path, options: PostprocessOptions,
                                anchor_spec: AnchorSpec | None = None, *,
-                               pad_value: PadValue = PAD_VALUE) -> PredictFn:
-    """A TFLite detector export as a ``predict_fn`` (boxes mapped back to original pixels).
+                               pad_value: PadValue = PAD_VALUE,
+                               resize: str = "letterbox") -> PredictFn:
+    """A TFLite detector export as a ``predict_fn``: boxes mapped back to original pixels and
+    clipped to the image (as the Keras path's ``inference_model`` does).
 
     ``"none"`` exports are decoded with this package's own NMS (same settings), so that all
-    three post-processing choices are measured on the same footing. Images are letterboxed
-    as the Keras model's (:func:`~keras_efficient.data.transforms.resize_and_pad`); pass the
-    detector's ``pad_value`` (``detector.pad_value``) so they are padded the same way.
+    three post-processing choices are measured on the same footing. Images are fed as
+    :func:`~keras_efficient.data.transforms.fit_to_input` makes them: ``resize="letterbox"``
+    as a letterbox-trained Keras model's (pass the detector's ``pad_value``, so they are padded
+    the same way) or ``"stretch"``, as the Task Library and MediaPipe feed (the whole image
+    resized to the input). A uint8-input model gets the pixels rounded to bytes
+    (:func:`~keras_efficient.export.runtime.run`), the buffer a phone app hands it.
 
     Example::
 
         detection_ap(tflite_detector_predict_fn(Path("lite0_int8.tflite"),
-                                                PostprocessOptions()), held_out)
+                                                PostprocessOptions(), resize="stretch"), held_out)
     """
     interpreter = load_interpreter(path)
     height, width = (int(d) for d in interpreter.get_input_details()[0]["shape"][1:3])
@@ -124,21 +133,26 @@ def tflite_detector_predict_fn(path: Path, options: PostprocessOptions,
             pre_nms_top_k=options.pre_nms_top_k, score_threshold=options.score_threshold,
             iou_threshold=options.iou_threshold, mode="global", method="hard")
 
+    size = (height, width)
+
     def one(image: np.ndarray) -> dict[str, Any]:
-        padded, scale = resize_and_pad(image, (height, width), pad_value=pad_value)
-        outputs = run(interpreter, padded[None])
+        fed, scale = fit_to_input(image, size, resize=resize, pad_value=pad_value)
+        outputs = run(interpreter, fed[None])
         if nms is not None:
             encodings, scores = outputs
             logits = np.log(np.clip(scores, 1e-6, 1 - 1e-6) / np.clip(1 - scores, 1e-6, None))
             boxes, kept, classes, count = (np.asarray(v) for v in nms(logits, encodings))
             n = int(count[0])
-            return {"boxes": boxes[0, :n] / scale, "scores": kept[0, :n],
-                    "classes": classes[0, :n].astype(int)}
-        boxes, classes, scores, count = outputs
-        n = int(count[0])
-        pixels = boxes[0, :n] * np.asarray([height, width, height, width], "float32")
-        return {"boxes": pixels / scale, "scores": scores[0, :n],
-                "classes": np.round(classes[0, :n]).astype(int)}
+            pixels, scores, labels = boxes[0, :n], kept[0, :n], classes[0, :n].astype(int)
+        else:
+            boxes, classes, scores, count = outputs
+            n = int(count[0])
+            pixels = boxes[0, :n] * np.asarray([height, width, height, width], "float32")
+            scores, labels = scores[0, :n], np.round(classes[0, :n]).astype(int)
+        original = image.shape[:2]
+        mapped = (map_stretched_boxes_to_original(pixels, size, original) if resize == "stretch"
+                  else map_boxes_to_original(pixels, scale, original))
+        return {"boxes": mapped, "scores": scores, "classes": labels}
 
     def predict_fn(images: list[np.ndarray]) -> Detections:
         return [one(image) for image in images]

@@ -22,6 +22,7 @@ from keras_efficient.configs.coco import COCO_NUM_CLASSES, coco_label_map
 from keras_efficient.configs.efficientdet import (
     FUSION_MODES,
     EfficientDetSpec,
+    check_resize,
     get_efficientdet_spec,
     spec_from_config,
     spec_to_config,
@@ -108,7 +109,9 @@ def _label_map(value: object, num_classes: int) -> LabelMap | None:
 @keras.saving.register_keras_serializable(package="keras_efficient")
 class EfficientDetector(keras.Model):
     """A raw EfficientDet that carries what it needs to be used: its spec (fusion and input
-    size included), ``num_classes``, ``image_size`` and the dataset's ``label_map``.
+    size included), ``num_classes``, ``image_size``, the dataset's ``label_map`` and the
+    ``resize`` mode it was trained with (``"letterbox"``, automl's, or ``"stretch"``, as the
+    Task Library and MediaPipe feed; see ``configs.efficientdet.RESIZE_MODES``).
 
     It is a functional Keras model (keras-hub's task models are the pattern): ``get_config``
     holds these, so inference, evaluation and export take the model alone and a trained
@@ -127,7 +130,8 @@ class EfficientDetector(keras.Model):
     def __init__(self, spec: EfficientDetSpec | Mapping[str, object] | str,
                  num_classes: int = 90, *, image_size: Sequence[int] | None = None,
                  label_map: object = None, pretrained: str | None = None,
-                 name: str | None = None, **kwargs: object) -> None:
+                 resize: str = "letterbox", name: str | None = None,
+                 **kwargs: object) -> None:
         if isinstance(spec, str):
             spec = get_efficientdet_spec(spec)
         elif isinstance(spec, Mapping):
@@ -151,6 +155,8 @@ class EfficientDetector(keras.Model):
         self.label_map = _label_map(label_map, self.num_classes)
         # "coco" when built with weights="coco": inference then defaults to automl's NMS.
         self.pretrained = None if pretrained is None else str(pretrained)
+        # How images become its input; evaluation, serving and export verification follow it.
+        self.resize = check_resize(resize)
 
     @property
     def labels(self) -> list[str]:
@@ -183,7 +189,7 @@ class EfficientDetector(keras.Model):
                 "image_size": list(self.image_size),
                 "label_map": None if self.label_map is None else [list(p)
                                                                   for p in self.label_map],
-                "pretrained": self.pretrained}
+                "pretrained": self.pretrained, "resize": self.resize}
 
     @classmethod
     def from_config(cls, config: dict[str, object]) -> EfficientDetector:
@@ -193,7 +199,8 @@ class EfficientDetector(keras.Model):
 def EfficientDet(spec: EfficientDetSpec | str, num_classes: int = 90,
                  weights: str | None = None, backbone_weights: str | None = None,
                  input_shape: Sequence[int | None] | None = None, fusion: str | None = None,
-                 name: str | None = None, label_map: object = None) -> EfficientDetector:
+                 name: str | None = None, label_map: object = None,
+                 resize: str = "letterbox") -> EfficientDetector:
     """Build an EfficientDet detector (raw outputs) from a table row or its name.
 
     Args:
@@ -213,6 +220,10 @@ def EfficientDet(spec: EfficientDetSpec | str, num_classes: int = 90,
         name: model name (defaults to the row name).
         label_map: the dataset's ``(category id, name)`` per class index (or a run's
             ``labels.json`` entries); ``weights="coco"`` defaults to the COCO 2017 names.
+        resize: how images become the input, recorded in the model: ``"letterbox"`` (default;
+            automl's, what the official weights saw) or ``"stretch"`` (the whole image resized
+            to the input, as the Android Task Library and MediaPipe feed; train with it for
+            those consumers).
 
     Returns an :class:`EfficientDetector`: ``detector.spec`` is the one source of its spec.
 
@@ -234,7 +245,7 @@ def EfficientDet(spec: EfficientDetSpec | str, num_classes: int = 90,
                               image_size=(int(shape[0] or 0), int(shape[1] or 0)),
                               label_map=label_map,
                               pretrained="coco" if weights == "coco" else None,
-                              name=name)
+                              resize=resize, name=name)
     scaling = spec.backbone_scaling
     if not scaling.lite:
         set_imagenet_normalization(model)

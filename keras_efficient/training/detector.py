@@ -22,7 +22,11 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from keras_efficient.configs.efficientdet import EfficientDetSpec, get_efficientdet_spec
+from keras_efficient.configs.efficientdet import (
+    EfficientDetSpec,
+    check_resize,
+    get_efficientdet_spec,
+)
 from keras_efficient.configs.efficientnet import EfficientNetScaling
 from keras_efficient.data.coco import CocoDataset, ImageRecord
 from keras_efficient.data.pipeline import detection_dataset
@@ -79,6 +83,9 @@ class DetectorTrainConfig:
     iou_loss_weight: float = 0.0
     flip: bool = True
     scale_range: tuple[float, float] = (0.1, 2.0)
+    # "letterbox" (automl's) or "stretch" (as the Task Library and MediaPipe feed phones'
+    # images): recorded in the detector, which evaluation, serving and export then follow.
+    resize: str = "letterbox"
     weights: str | None = None
     backbone_weights: str | None = None
     freeze_backbone: bool = False
@@ -212,6 +219,7 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
         raise ValueError(f"batch_size {config.batch_size} is the global batch and must divide "
                          f"evenly among the {replicas} replicas; use a multiple of {replicas}.")
     spec = config.spec()
+    check_resize(config.resize)
     mode = "worker"
     if chief:
         mode = prepare_output_folder(output, dataclasses.asdict(config),
@@ -228,7 +236,7 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
                                         config.batch_size),
                                     training=True, flip=config.flip,
                                     scale_range=config.scale_range,
-                                    pad_value=spec.pad_value,
+                                    pad_value=spec.pad_value, resize=config.resize,
                                     seed=config.seed + context.input_pipeline_id)
         return with_targets(batches.repeat(), anchors, data.num_classes)
 
@@ -240,7 +248,8 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
             detector = EfficientDet(spec, num_classes=data.num_classes, weights=config.weights,
                                     backbone_weights=config.backbone_weights,
                                     label_map=list(zip(data.category_ids, data.class_names,
-                                                       strict=True)))
+                                                       strict=True)),
+                                    resize=config.resize)
             if config.freeze_backbone:
                 for layer in detector.layers:
                     if layer.name.startswith(BACKBONE_PREFIXES):

@@ -11,7 +11,7 @@ from PIL import Image
 
 from keras_efficient.data.coco import CocoDataset
 from keras_efficient.data.pipeline import detection_dataset
-from keras_efficient.data.transforms import image_info, load_image, resize_and_pad
+from keras_efficient.data.transforms import image_info, load_image, resize_and_pad, stretch
 
 BACKGROUND = np.array([60.0, 60.0, 60.0])
 # (colour, (ymin, xmin, ymax, xmax)) in a 100x150 image; rectangles do not touch.
@@ -192,3 +192,31 @@ def test_synthetic_end_to_end_with_cache(synthetic) -> None:
     passes = [[b["image"].numpy() for b in evaluation] for _ in range(2)]
     assert [len(p) for p in passes] == [2, 2]  # 6 images: 4 + 2, nothing dropped
     assert all(np.array_equal(a, b) for a, b in zip(*passes, strict=True))
+
+
+def test_stretch_fills_the_input_and_scales_boxes_per_axis(tmp_path: Path) -> None:
+    """``resize="stretch"`` (as the Task Library / MediaPipe feed): the 100x150 scene fills the
+    whole 64x64 input with no pad, the pixels are the inference path's, boxes follow each axis."""
+    coco = scene(tmp_path)
+    batch = first(detection_dataset(coco, (64, 64), batch_size=2, training=False, max_boxes=5,
+                                    resize="stretch", pad_value=255.0))
+    original = load_image(tmp_path / "scene.png")
+    np.testing.assert_array_equal(batch["image"][0], stretch(original, (64, 64)))
+    assert batch["image"][0].max() < 255  # no pad anywhere
+    np.testing.assert_allclose(batch["image_info"][0], [1.0, 100, 150])
+    np.testing.assert_allclose(batch["boxes"][0, 0], np.array(RECTANGLES[0][1])
+                               * [0.64, 64 / 150, 0.64, 64 / 150], atol=1e-4)
+    assert check_boxes_cover_pixels(batch) == 3
+    # Training: the jitter scales the stretched size, and the boxes stay on their pixels.
+    jittered = detection_dataset(coco.records[:1] * 8, (64, 64), batch_size=4, training=True,
+                                 scale_range=(0.5, 2.0), seed=1, resize="stretch")
+    for item in jittered:
+        item = {k: v.numpy() for k, v in item.items()}
+        for index in range(4):
+            check_boxes_cover_pixels(item, index)
+    unjittered = first(detection_dataset(coco.records[:1], (64, 64), batch_size=1,
+                                         training=True, flip=False, scale_range=(1.0, 1.0),
+                                         resize="stretch"))
+    np.testing.assert_array_equal(unjittered["image"][0], stretch(original, (64, 64)))
+    with pytest.raises(ValueError, match="resize must be one of"):
+        detection_dataset(coco, (64, 64), batch_size=1, training=False, resize="crop")

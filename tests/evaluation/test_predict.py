@@ -6,12 +6,12 @@ import pytest
 
 import keras_efficient as ke
 from keras_efficient.configs.efficientdet import get_efficientdet_spec
-from keras_efficient.data.transforms import load_image, resize_and_pad
+from keras_efficient.data.transforms import load_image, resize_and_pad, stretch
 from keras_efficient.data.visualize import draw_detections
 from keras_efficient.detection.anchors import generate_anchors
 from keras_efficient.detection.box_coding import encode_boxes
 from keras_efficient.detection.inference import inference_model
-from keras_efficient.evaluation.predict import predict
+from keras_efficient.evaluation.predict import inference_resize, predict
 
 SPEC = get_efficientdet_spec("lite0").with_(input_size=128, fpn_filters=16, fpn_cells=1,
                                             head_repeats=1)
@@ -32,7 +32,8 @@ class PlantedOutputs(keras.layers.Layer):
         }
 
 
-def planted_raw_model(box_in_input: np.ndarray, num_classes: int = 3) -> keras.Model:
+def planted_raw_model(box_in_input: np.ndarray, num_classes: int = 3,
+                      resize: str = "letterbox") -> keras.Model:
     """A raw detector whose outputs encode one known box of class 2 at its best anchor."""
     anchors = generate_anchors(SPEC.anchor_spec())
     codes = encode_boxes(np.broadcast_to(box_in_input, anchors.shape), anchors)
@@ -47,6 +48,7 @@ def planted_raw_model(box_in_input: np.ndarray, num_classes: int = 3) -> keras.M
     # What inference_model reads from an EfficientDetector.
     model.image_size = (128, 128)
     model.anchor_spec = SPEC.anchor_spec
+    model.resize = resize
     return model
 
 
@@ -59,6 +61,32 @@ def test_boxes_come_back_in_original_pixels(tmp_path):
     assert result["classes"].tolist() == [2]
     np.testing.assert_allclose(result["boxes"][0], box_original, atol=0.05)
     assert result["scores"][0] == pytest.approx(1 / (1 + np.exp(-5.0)), rel=1e-5)
+
+
+def test_stretched_boxes_come_back_per_axis():
+    """A detector trained with ``resize="stretch"`` gets the whole image resized to its input
+    (the model sees a 200x400 image squeezed to 128x128) and its boxes are scaled back per axis."""
+    original = np.zeros((200, 400, 3), "float32")
+    original[:, :200] = 255.0  # a left half that letterboxing and stretching place differently
+    box_original = np.array([40.0, 100.0, 160.0, 300.0], "float32")
+    detector = planted_raw_model(box_original * [0.64, 0.32, 0.64, 0.32], resize="stretch")
+    model = inference_model(detector, score_threshold=0.5)
+    assert inference_resize(model) == "stretch"
+    [result] = predict(model, [original], score_threshold=0.5)
+    np.testing.assert_allclose(result["boxes"][0], box_original, atol=0.05)
+    # Fed stretched: predict gives what the inference model gives on the stretched image.
+    from keras_efficient.models.efficientdet import EfficientDet
+    from tests.harness import tiny_spec
+
+    keras.utils.set_random_seed(0)
+    real = inference_model(EfficientDet(tiny_spec(), num_classes=3, resize="stretch"),
+                           max_detections=5, score_threshold=0.0)
+    image = np.random.default_rng(0).uniform(0, 255, (40, 100, 3)).astype("float32")
+    [found] = predict(real, [image])
+    want = real.predict([stretch(image, (64, 64))[None], np.asarray([[1.0, 40, 100]])],
+                        verbose=0)
+    np.testing.assert_allclose(found["boxes"], want["boxes"][0], atol=1e-4)
+    np.testing.assert_allclose(found["scores"], want["scores"][0], atol=1e-6)
 
 
 def test_real_detector_static_shapes_and_files(tmp_path):

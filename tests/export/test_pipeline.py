@@ -125,7 +125,8 @@ def detector_export(tmp_path_factory):
     images = list(representative_images(data.val_json, (64, 64), count=3,
                                         pad_value=detector.pad_value))
     recipe = Recipe(name="t", formats=("saved_model", "float32", "int8"), input_type="uint8",
-                    latency_runs=2, score_threshold=0.0, edgetpu=True, eval_images=3)
+                    latency_runs=2, score_threshold=0.0, edgetpu=True, eval_images=3,
+                    consumer_resize="stretch")
     held_out = HeldOutSet(data.val_json, data.val_images_dir, val.category_ids, max_images=3)
     manifest = export_model(detector, recipe, root / "out", representative=images,
                             weights_origin="random", labels=val.class_names,
@@ -141,14 +142,22 @@ def test_detector_export_manifest_ap_metadata_and_edgetpu(detector_export):
     out, manifest, val = detector_export
     assert manifest["task"] == "detection"
     assert manifest["preprocessing"]["pad_value"] == [127.0, 127.0, 127.0]  # Lite's mean colour
+    assert manifest["preprocessing"]["resize"] == "letterbox"
     saved, float32, int8 = manifest["artifacts"]
     assert saved["format"] == "saved_model" and saved["accuracy"]["raw_max_abs_delta"] < 1e-3
     assert (out / saved["file"] / "saved_model.pb").is_file()
     for artifact in (float32, int8):
         accuracy = artifact["accuracy"]
-        assert set(accuracy) == {"keras", "tflite", "AP_delta", "AP50_delta"}
+        assert set(accuracy) == {"keras", "resize", "tflite", "AP_delta", "AP50_delta",
+                                 "consumer"}
         assert accuracy["AP_delta"] == pytest.approx(
             accuracy["tflite"]["AP"] - accuracy["keras"]["AP"], abs=1e-4)
+        # Also measured as the Task Library / MediaPipe feed it: stretched raw bytes.
+        consumer = accuracy["consumer"]
+        assert consumer["resize"] == "stretch" and set(consumer["tflite"]) == {"AP", "AP50",
+                                                                               "AP75"}
+        assert consumer["AP_delta"] == pytest.approx(
+            consumer["tflite"]["AP"] - accuracy["keras"]["AP"], abs=1e-4)
         assert [o["name"] for o in artifact["outputs"]] == [
             "detection_boxes", "detection_classes", "detection_scores", "num_detections"]
         info = read_metadata(out / artifact["file"])
@@ -167,6 +176,42 @@ def test_detector_export_manifest_ap_metadata_and_edgetpu(detector_export):
         "DEQUANTIZE", "CUSTOM", "MINIMUM", "RELU"}
     assert (out / "tinydet_int8_edgetpu_report.txt").read_text().startswith("Number of")
     assert (out / "labels.txt").read_text().split() == list(val.class_names)
+    # A letterbox-trained detector for stretching consumers: warned, with the measured AP.
+    warnings = manifest["warnings"]
+    assert len(warnings) == 2 and all("resize='letterbox'" in w and "--resize stretch" in w
+                                      for w in warnings)
+    assert f"{100 * int8['accuracy']['consumer']['tflite']['AP']:.1f} as they feed" in warnings[1]
+
+
+def test_stretch_trained_detector_is_verified_as_consumers_feed_it(tmp_path):
+    """A detector trained with ``resize="stretch"``: fed stretched everywhere, no warning, and
+    the manifest tells ``tflite_detector`` to stretch."""
+    from keras_efficient.batch_inference import tflite_detector
+    from keras_efficient.data.representative import representative_images
+    from keras_efficient.data.synthetic import make_detection_dataset
+    from keras_efficient.export.verify import HeldOutSet
+    from keras_efficient.models.efficientdet import EfficientDet
+    from tests.harness import tiny_spec
+
+    data = make_detection_dataset(tmp_path / "data", num_train=2, num_val=2,
+                                  image_size=(48, 96), max_objects=2, seed=2)
+    val = data.coco("val")
+    detector = EfficientDet(tiny_spec(), num_classes=val.num_classes, resize="stretch")
+    images = list(representative_images(data.val_json, (64, 64), count=2, resize="stretch"))
+    assert images[0].shape == (1, 64, 64, 3) and images[0].max() > 0  # stretched: no pad
+    recipe = Recipe(name="t", formats=("float32",), latency_runs=1, score_threshold=0.0,
+                    eval_images=2, metadata=False, consumer_resize="stretch")
+    manifest = export_model(detector, recipe, tmp_path / "out", representative=images,
+                            held_out=HeldOutSet(data.val_json, data.val_images_dir,
+                                                val.category_ids, max_images=2),
+                            log=lambda *_: None)
+    accuracy = manifest["artifacts"][0]["accuracy"]
+    assert manifest["preprocessing"]["resize"] == accuracy["resize"] == "stretch"
+    assert accuracy["consumer"]["tflite"] == accuracy["tflite"] and "warnings" not in manifest
+    file = tmp_path / "out" / manifest["artifacts"][0]["file"]
+    as_recorded = tflite_detector(file).predict_fn([np.full((48, 96, 3), 90.0)])
+    stretched = tflite_detector(file, resize="stretch").predict_fn([np.full((48, 96, 3), 90.0)])
+    np.testing.assert_array_equal(as_recorded[0]["boxes"], stretched[0]["boxes"])
 
 
 def test_detector_export_without_held_out_set_says_so(tmp_path):
@@ -188,6 +233,9 @@ def test_recipe_detector_settings_are_checked():
         Recipe(name="x", formats=("float32",), edgetpu=True)
     with pytest.raises(ValueError, match="metadata needs uint8 or float32"):
         Recipe(name="x", formats=("int8",), input_type="int8")
+    with pytest.raises(ValueError, match="Recipe 'x': consumer_resize must be one of"):
+        Recipe(name="x", formats=("int8",), consumer_resize="crop")
+    assert load_recipe("android-int8").consumer_resize == "stretch"
 
 
 def test_cli_export_passes_debug_quantization(classifier, tmp_path, monkeypatch, capsys):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_efficient.data.transforms import image_info, resize_and_pad
+from keras_efficient.data.transforms import fit_to_input, image_info, resize_and_pad
 from keras_efficient.detection.inference import inference_model
 from keras_efficient.export import saved_model as saved_model_module
 from keras_efficient.export.saved_model import (
@@ -89,14 +89,26 @@ def test_in_graph_preprocessing_matches_resize_and_pad():
     pad = (123.675, 116.28, 103.53)
     for shape in [(50, 90), (90, 50), (30, 20), (1, 300)]:
         image = _images(shape, 1, seed=sum(shape))
-        padded, info = saved_model_module._fit_and_pad(tf.constant(image), (64, 64), pad)
+        padded, info = saved_model_module._fit_to_input(tf.constant(image), (64, 64), pad)
         expected, scale = resize_and_pad(image[0].astype("float32"), (64, 64), pad_value=pad)
         np.testing.assert_array_equal(padded.numpy()[0], expected)  # the same pixels
         np.testing.assert_array_equal(info.numpy()[0], image_info(image[0], scale))
-    graph = tf.function(lambda x: saved_model_module._fit_and_pad(x, (64, 64)), autograph=False,
+    graph = tf.function(lambda x: saved_model_module._fit_to_input(x, (64, 64)), autograph=False,
                         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
     with pytest.raises(tf.errors.InvalidArgumentError, match="non-zero size"):
         graph(tf.zeros([1, 0, 5, 3], tf.uint8))
+
+
+def test_in_graph_stretch_matches_fit_to_input():
+    """A stretch-trained detector's serving resizes the whole image to the input, as
+    ``fit_to_input`` (and the Task Library) do; the info's scale is 1.0 (boxes map per axis)."""
+    image = _images((50, 90), 1, seed=3)
+    fed, info = saved_model_module._fit_to_input(tf.constant(image), (64, 64), 0.0, False,
+                                                 "stretch")
+    expected, scale = fit_to_input(image[0].astype("float32"), (64, 64), resize="stretch")
+    np.testing.assert_array_equal(fed.numpy()[0], expected)
+    np.testing.assert_array_equal(info.numpy()[0], image_info(image[0], scale))
+    assert scale == 1.0
 
 
 def test_detector_serving_matches_keras_path(detector_export, detector, spec):

@@ -13,7 +13,7 @@ SHAPES = [(50, 90), (90, 50), (30, 20), (1, 300), (128, 3), (128, 5), (64, 64), 
 def test_saved_model_geometry_equals_transforms():
     size = (64, 64)
     # Traced as the serving signature traces it: any batch, height, width.
-    serve = tf.function(lambda images: saved_model_module._fit_and_pad(images, size),
+    serve = tf.function(lambda images: saved_model_module._fit_to_input(images, size),
                         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
     for height, width in SHAPES:
         images = np.full((2, height, width, 3), 255, "uint8")

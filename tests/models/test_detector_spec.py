@@ -19,7 +19,7 @@ LABELS = [(3, "circle"), (7, "square"), (9, "star")]
 @pytest.fixture(scope="module")
 def detector():
     return EfficientDet(tiny_spec(), num_classes=3, fusion="softmax", label_map=LABELS,
-                        name="tiny_det")
+                        name="tiny_det", resize="stretch")
 
 
 def test_the_spec_records_fusion_input_size_and_labels(detector):
@@ -32,6 +32,9 @@ def test_the_spec_records_fusion_input_size_and_labels(detector):
     wide = EfficientDet(tiny_spec(), num_classes=2, input_shape=(64, 96, 3))
     assert wide.image_size == (64, 96) and wide.anchor_spec().image_size == (64, 96)
     assert wide.labels == ["class 0", "class 1"] and wide.category_ids == [1, 2]
+    assert detector.resize == "stretch" and wide.resize == "letterbox"  # the default, automl's
+    with pytest.raises(ValueError, match=r"resize must be one of \('letterbox', 'stretch'\)"):
+        EfficientDet(tiny_spec(), num_classes=2, resize="crop")
 
 
 def test_spec_config_round_trip_through_json():
@@ -44,9 +47,11 @@ def test_keras_file_reloads_the_whole_detector_with_safe_mode(detector, tmp_path
     loaded = keras_file_round_trip(detector, tmp_path, "detector")
     assert isinstance(loaded, EfficientDetector) and loaded.name == "tiny_det"
     assert loaded.spec == detector.spec and loaded.label_map == detector.label_map
+    assert loaded.resize == "stretch"
     assert_same_outputs(detector, loaded, image, atol=1e-5)
     clone = config_round_trip(detector)
     assert clone.spec == detector.spec and clone.count_params() == detector.count_params()
+    assert clone.resize == "stretch"
 
 
 def test_consumers_take_the_detector_alone(detector):
@@ -66,9 +71,11 @@ def test_training_saves_one_keras_file_that_reloads(tiny_data, tmp_path):
     from keras_efficient.training.run_folder import load_trained_detector
     from tests.harness import train_config as config
 
-    result = train_detector(config(tiny_data, tmp_path, epochs=1, steps_per_epoch=1))
+    result = train_detector(config(tiny_data, tmp_path, epochs=1, steps_per_epoch=1,
+                                   resize="stretch"))
     run = load_trained_detector(tmp_path / "detector.keras")
     assert run.config is None and run.spec == result.detector.spec
+    assert run.model.resize == result.detector.resize == "stretch"  # trained so, recorded
     assert run.labels == ["circle", "square", "triangle"]
     assert run.category_ids == tiny_data.coco("train").category_ids
     folder = load_trained_detector(tmp_path)

@@ -14,7 +14,10 @@ Detector-only keys: ``postprocess`` (``custom_op``, ``builtin_nms`` or ``none``)
 ``score_threshold``, ``iou_threshold``, ``max_detections``, ``pre_nms_top_k``, ``op_top_k``
 and ``eval_images`` (held-out images for the AP check). ``metadata`` writes Android Task Library
 metadata into every ``.tflite``; ``edgetpu`` adds the EdgeTPU report to int8 exports and
-compiles them when ``edgetpu_compiler`` is installed.
+compiles them when ``edgetpu_compiler`` is installed. ``consumer_resize`` says how the target's
+apps feed a detector (``"stretch"``: the Task Library and MediaPipe resize every image to the
+input): the verification then also measures AP fed that way and warns, with the measured
+difference, when the detector was trained otherwise.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from keras_efficient.configs.efficientdet import check_resize
 from keras_efficient.export.detector_tflite import PostprocessOptions
 from keras_efficient.export.tflite import INPUT_TYPES, QUANTIZATIONS
 
@@ -64,6 +68,7 @@ class Recipe:
     eval_images: int = 50
     metadata: bool = True
     edgetpu: bool = False
+    consumer_resize: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.formats if f not in FORMATS]
@@ -76,6 +81,11 @@ class Recipe:
             raise ValueError(f"Recipe {self.name!r}: Task Library metadata needs uint8 or float32 "
                              "input (the Task Library feeds no int8 images); set input_type to "
                              "uint8 or metadata to false.")
+        if self.consumer_resize is not None:
+            try:
+                check_resize(self.consumer_resize)
+            except ValueError as error:
+                raise ValueError(f"Recipe {self.name!r}: consumer_{error}") from error
         if self.edgetpu and "int8" not in self.formats:
             raise ValueError(f"Recipe {self.name!r}: edgetpu needs the int8 format.")
         try:
