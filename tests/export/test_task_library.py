@@ -157,11 +157,11 @@ def run_task_library(python: Path, task: str, model: Path,
 
 def sample_images() -> list[np.ndarray]:
     """A square image at the input size, a 128×64 one and a 64×192 one (stretched to 64×64).
-    The non-square ones are constant along the resized axis, so that our stretch (PIL) and the
-    Task Library's (libyuv) give the same bytes; libyuv's horizontal bilinear filter weighs the
-    two columns 127/128 in all, which darkens a constant image by up to 2 levels (255 -> 253)
-    at a 2× horizontal stretch, but not at a 2× vertical or a 3× horizontal one
-    (:func:`test_task_library_feeds_the_bytes_our_stretch_feeds` checks these three)."""
+    The non-square ones are constant along the resized axis, and their stretches are ones
+    where libyuv's bilinear filter (the Task Library's) gives the same bytes as our PIL one: a
+    2× horizontal one would not (its 127/128 column weights, see docs/export.md, "What the
+    Task Library returns"); :func:`test_task_library_feeds_the_bytes_our_stretch_feeds`
+    checks it."""
     rng = np.random.default_rng(1)
     square = rng.integers(0, 256, (SIZE, SIZE, 3)).astype("uint8")
     tall = np.repeat(rng.integers(0, 256, (1, SIZE, 3)), 2 * SIZE, axis=0).astype("uint8")
