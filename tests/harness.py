@@ -12,7 +12,11 @@ definitions into session fixtures.
 * :func:`keras_file_round_trip`: save to ``.keras``, load with ``safe_mode=True``;
 * :func:`assert_same_outputs`: two models compute the same thing (dict or tensor outputs);
 * :func:`assert_tflite_matches_keras`: a ``.tflite`` file, run in LiteRT, computes what the Keras
-  model computes.
+  model computes;
+* :func:`consumer_detector_export`, :func:`consumer_classifier_export`,
+  :func:`our_stretched_detections`, :func:`assert_same_detections`: tiny int8 exports with Task
+  Library metadata, and the check that a real consumer (MediaPipe, the Task Library) returns
+  what LiteRT and our decoding return.
 """
 
 from __future__ import annotations
@@ -137,3 +141,86 @@ def assert_tflite_matches_keras(path: Path, model: keras.Model, images: Sequence
         assert len(by_width) == len(expected), "outputs must differ in their last dimension"
         for key, value in expected.items():
             np.testing.assert_allclose(by_width[value.shape[-1]], value, atol=atol, err_msg=key)
+
+
+CONSUMER_SIZE = 64
+CONSUMER_LABELS = ("circle", "square", "triangle")
+CONSUMER_CLASS_NAMES = ("a", "b", "c", "d", "e")
+
+
+def _dark_calibration_images() -> list[np.ndarray]:
+    """Dark images (pixels up to 60): a uint8 input quantized from their range would make a
+    consumer that feeds raw bytes and one that applies the input scale disagree."""
+    rng = np.random.default_rng(0)
+    return [rng.uniform(0, 60, (1, CONSUMER_SIZE, CONSUMER_SIZE, 3)).astype("float32")
+            for _ in range(4)]
+
+
+def consumer_detector_export() -> bytes:
+    """The tiny detector (seed 0, :data:`CONSUMER_LABELS`) as Android consumers get it: int8,
+    uint8 input, the post-processing custom op, Task Library metadata (mean 0, std 1). The
+    default head bias puts every score near 0.01 and the score threshold is 0: it returns 100
+    detections whose boxes cross every edge of the image."""
+    from keras_efficient.export.detector_tflite import PostprocessOptions, convert_detector
+    from keras_efficient.export.metadata import write_detector_metadata
+    from keras_efficient.models.efficientdet import EfficientDet
+
+    keras.utils.set_random_seed(0)
+    detector = EfficientDet(tiny_spec(), num_classes=len(CONSUMER_LABELS))
+    options = PostprocessOptions("custom_op", score_threshold=0.0)
+    payload = convert_detector(detector, "int8", options=options,
+                               representative=_dark_calibration_images(), input_type="uint8")
+    return write_detector_metadata(payload, labels=CONSUMER_LABELS, mean=[0.0], std=[1.0],
+                                   name="tiny")
+
+
+def consumer_classifier_export() -> bytes:
+    """A tiny classifier (seed 0, :data:`CONSUMER_CLASS_NAMES`) at 64 px as Android consumers
+    get it: int8, uint8 input, Task Library metadata (mean 0, std 1)."""
+    from keras_efficient.export.metadata import write_classifier_metadata
+    from keras_efficient.export.tflite import convert
+    from keras_efficient.models.efficientnet import EfficientNet
+
+    keras.utils.set_random_seed(0)
+    model = EfficientNet(TINY_BACKBONE, weights=None, classes=len(CONSUMER_CLASS_NAMES),
+                         input_shape=(CONSUMER_SIZE, CONSUMER_SIZE, 3))
+    payload = convert(model, "int8", representative=_dark_calibration_images(),
+                      input_type="uint8")
+    return write_classifier_metadata(payload, labels=CONSUMER_CLASS_NAMES, mean=[0.0],
+                                     std=[1.0], name="tiny")
+
+
+def our_stretched_detections(path: Path, pixels: np.ndarray,
+                             labels: Sequence[str]) -> np.ndarray:
+    """LiteRT and our decoding, the image stretched and fed as raw bytes (as the Android
+    consumers do): rows ``(x0, y0, width, height, class index, score)`` in pixels of the
+    image."""
+    from keras_efficient.batch_inference import tflite_detector
+
+    [found] = tflite_detector(path, labels=labels, resize="stretch").predict_fn(
+        [pixels.astype("float32")])
+    y0, x0, y1, x1 = np.asarray(found["boxes"], dtype="float64").T
+    return np.stack([x0, y0, x1 - x0, y1 - y0, found["classes"], found["scores"]], axis=1)
+
+
+def assert_same_detections(theirs: np.ndarray, ours: np.ndarray, *, low: Sequence[float],
+                           high: Sequence[float]) -> None:
+    """One to one, each consumer row ``(x0, y0, width, height, class, score)`` has a row of
+    ours (as :func:`our_stretched_detections` gives them) with its class, its score (within
+    1e-6) and a box with ``low <= ours - theirs <= high`` per coordinate (the consumer's
+    rounding to whole pixels); ties of score are common in int8, so among the rows of equal
+    class and score the closest box is taken."""
+    assert theirs.shape == ours.shape, (theirs.shape, ours.shape)
+    lower, upper = np.asarray(low, "float64"), np.asarray(high, "float64")
+    centre, half = (lower + upper) / 2, (upper - lower) / 2
+
+    def excess(i: int, row: np.ndarray) -> float:
+        return float((np.abs(ours[i, :4] - row[:4] - centre) - half).max())
+
+    unused = list(range(len(ours)))
+    for row in theirs:
+        same = [i for i in unused if ours[i, 4] == row[4] and abs(ours[i, 5] - row[5]) < 1e-6]
+        assert same, f"no detection of ours with class {row[4]} and score {row[5]}"
+        best = min(same, key=lambda i: excess(i, row))
+        assert excess(best, row) <= 1e-3, (row, ours[best], (low, high))
+        unused.remove(best)
