@@ -27,29 +27,17 @@ def test_classify_generated_image_prints_top5(capsys):
     assert len([line for line in out.splitlines() if line.strip().startswith(("1.", "5."))]) == 2
 
 
-def test_train_then_eval_from_the_command_line(tmp_path, capsys):
-    import dataclasses
+def test_eval_then_export_a_training_run_from_the_command_line(tiny_data, tiny_run, tmp_path,
+                                                               capsys):
+    """``eval`` and ``export --train-dir`` on the shared finished run of tests/conftest.py (the
+    ``train`` command itself runs in tests/training/test_run_safety.py and, as separate
+    processes, in tests/training/test_multi_worker.py)."""
     import json
 
-    from keras_efficient.data.synthetic import make_detection_dataset
-    from tests.harness import TINY_OVERRIDES
-
-    data = make_detection_dataset(tmp_path / "data", num_train=8, num_val=4,
-                                  image_size=(64, 64), max_objects=2)
-    overrides = dict(TINY_OVERRIDES)
-    overrides["backbone"] = dataclasses.asdict(overrides["backbone"])
-    config = tmp_path / "train.json"
-    config.write_text(json.dumps({"spec_overrides": overrides, "batch_size": 4,
-                                  "optimizer": "adamw", "learning_rate": 0.003,
-                                  "ema_decay": None, "verbose": 0}))
-    out = tmp_path / "run"
-    assert main(["train", "--config", str(config), "--train-json", str(data.train_json),
-                 "--train-images", str(data.train_images_dir), "--output-dir", str(out),
-                 "--epochs", "1", "--steps-per-epoch", "2"]) == 0
-    assert (out / "detector.weights.h5").exists()
-    capsys.readouterr()
-    assert main(["eval", "--train-dir", str(out), "--gt-json", str(data.val_json),
-                 "--images", str(data.val_images_dir), "--output", str(tmp_path / "m.json")]) == 0
+    out = tiny_run.weights_path.parent
+    assert main(["eval", "--train-dir", str(out), "--gt-json", str(tiny_data.val_json),
+                 "--images", str(tiny_data.val_images_dir),
+                 "--output", str(tmp_path / "m.json")]) == 0
     table = capsys.readouterr().out
     assert "AP50" in table and "triangle" in table
     assert json.loads((tmp_path / "m.json").read_text())["num_images"] == 4

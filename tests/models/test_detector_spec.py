@@ -66,19 +66,16 @@ def test_a_label_map_must_name_every_class():
         EfficientDet(tiny_spec(), num_classes=3, label_map=[(1, "a"), (2, "b")])
 
 
-def test_training_saves_one_keras_file_that_reloads(tiny_data, tmp_path):
-    from keras_efficient.training.detector import train_detector
+def test_training_saves_one_keras_file_that_reloads(tiny_data, tiny_run):
     from keras_efficient.training.run_folder import load_trained_detector
-    from tests.harness import train_config as config
 
-    result = train_detector(config(tiny_data, tmp_path, epochs=1, steps_per_epoch=1,
-                                   resize="stretch"))
-    run = load_trained_detector(tmp_path / "detector.keras")
-    assert run.config is None and run.spec == result.detector.spec
-    assert run.model.resize == result.detector.resize == "stretch"  # trained so, recorded
+    folder_path = tiny_run.weights_path.parent  # the shared run of tests/conftest.py
+    run = load_trained_detector(folder_path / "detector.keras")
+    assert run.config is None and run.spec == tiny_run.detector.spec
+    assert run.model.resize == tiny_run.detector.resize == "stretch"  # trained so, recorded
     assert run.labels == ["circle", "square", "triangle"]
     assert run.category_ids == tiny_data.coco("train").category_ids
-    folder = load_trained_detector(tmp_path)
+    folder = load_trained_detector(folder_path)
     image = np.zeros((1, 64, 64, 3), "float32")
     np.testing.assert_allclose(run.model.predict(image, verbose=0)["class_logits"],
                                folder.model.predict(image, verbose=0)["class_logits"],

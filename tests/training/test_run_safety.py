@@ -21,7 +21,7 @@ from keras_efficient.training.callbacks import (
     StopOnDivergence,
     TrainingDivergedError,
 )
-from keras_efficient.training.detector import train_detector
+from keras_efficient.training.detector import DetectorTrainConfig, train_detector
 from keras_efficient.training.output_folder import prepare_output_folder
 from tests.harness import TINY_OVERRIDES
 from tests.harness import train_config as config
@@ -135,9 +135,11 @@ def test_a_loss_growing_for_epochs_warns(capsys):
     assert "warning:" in capsys.readouterr().err
 
 
-def test_reused_folders_are_refused_unless_overwrite(tiny_data, tmp_path, capsys):
-    settings = config(tiny_data, tmp_path, epochs=1, steps_per_epoch=1)
-    train_detector(settings)
+def test_reused_folders_are_refused_unless_overwrite(tiny_data, tiny_run, tmp_path, capsys):
+    # A copy of the shared finished run (tests/conftest.py), with the settings that made it.
+    shutil.copytree(tiny_run.weights_path.parent, tmp_path, dirs_exist_ok=True)
+    settings = dataclasses.replace(DetectorTrainConfig.from_json(tmp_path / "train_config.json"),
+                                   output_dir=str(tmp_path))
     weights = tmp_path / "detector.weights.h5"
     finished = sha256(weights)
     with pytest.raises(ValueError, match=r"finished training run.*--overwrite"):
@@ -181,16 +183,15 @@ def test_empty_data_fails_before_writing_anything(tmp_path, capsys):
     assert "No images to evaluate" in capsys.readouterr().err
 
 
-def test_on_error_skip_for_train_and_eval(tiny_data, tmp_path, capsys):
+def test_on_error_skip_for_train_and_eval(tiny_data, tiny_run, tmp_path, capsys):
     images = tmp_path / "val"
     shutil.copytree(tiny_data.val_images_dir, images)
     gt = json.loads(Path(tiny_data.val_json).read_text())
     (images / gt["images"][0]["file_name"]).unlink()  # one image is missing
     gt_json = tmp_path / "val.json"
     gt_json.write_text(json.dumps(gt))
-    settings = config(tiny_data, tmp_path / "run", epochs=1, steps_per_epoch=1)
-    train_detector(settings)
-    args = ["eval", "--train-dir", str(tmp_path / "run"), "--gt-json", str(gt_json),
+    run = tiny_run.weights_path.parent  # the shared finished run (tests/conftest.py)
+    args = ["eval", "--train-dir", str(run), "--gt-json", str(gt_json),
             "--images", str(images)]
     assert main(args) == 2
     assert gt["images"][0]["file_name"] in capsys.readouterr().err

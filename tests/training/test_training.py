@@ -23,15 +23,16 @@ from tests.harness import train_config as config
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_training_writes_weights_labels_and_reduces_loss(tiny_data, tmp_path):
-    result = train_detector(config(tiny_data, tmp_path, epochs=4, steps_per_epoch=4))
-    losses = result.history["loss"]
-    assert losses[-1] < losses[0]
-    assert result.weights_path.exists()
-    assert result.labels_path.read_text().split() == ["circle", "square", "triangle"]
-    saved = json.loads((tmp_path / "train_config.json").read_text())
-    assert saved["batch_size"] == 4
-    assert not (tmp_path / "backup").exists()  # removed once training completes
+def test_training_writes_weights_labels_and_reduces_loss(tiny_run):
+    """The shared run (``tests/conftest.py``: 4 epochs of 4 steps) is this test's training."""
+    folder = tiny_run.weights_path.parent
+    losses = tiny_run.history["loss"]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert tiny_run.weights_path.exists()
+    assert tiny_run.labels_path.read_text().split() == ["circle", "square", "triangle"]
+    saved = json.loads((folder / "train_config.json").read_text())
+    assert saved["batch_size"] == 4 and saved["epochs"] == 4
+    assert not (folder / "backup").exists()  # removed once training completes
 
 
 def sha256(path: Path) -> str:
@@ -53,7 +54,7 @@ class PoisonAtEpoch(keras.callbacks.Callback):
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_last_checkpoint(tiny_data, tmp_path):
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 1.*learning rate"):
-        train_detector(config(tiny_data, tmp_path, epochs=3),
+        train_detector(config(tiny_data, tmp_path, epochs=2, steps_per_epoch=2),
                        extra_callbacks=[PoisonAtEpoch(1)])
     weights = tmp_path / "detector.weights.h5"
     before = sha256(weights)
@@ -100,7 +101,13 @@ def run_script(values: dict, mode: str, delay: float, **kwargs) -> subprocess.Po
                             text=True, **kwargs)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus_reduces_loss(tiny_data, tmp_path):
+    """Slow tier (a process of its own, about 45 CPU-seconds): everything of ours that runs
+    with two replicas (``fit_distributed``, each replica's share of the global batch and of
+    the loss, the all-reduced normaliser, clipping per replica) runs in the default tier in
+    test_multi_worker.py::test_two_workers_match_one_process_with_the_same_global_batch,
+    which also checks the result against one process."""
     values = config(tiny_data, tmp_path, epochs=4, steps_per_epoch=4).__dict__
     process = run_script(values, "mirrored", 0.0)
     output, _ = process.communicate(timeout=900)
@@ -109,7 +116,13 @@ def test_mirrored_strategy_on_two_logical_cpus_reduces_loss(tiny_data, tmp_path)
     assert len(losses) == 4 and losses[-1] < losses[0]
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_from_the_last_checkpoint(tiny_data, tmp_path):
+    """Slow tier (two processes, about 50 CPU-seconds): in the default tier a SIGKILL and a
+    restart that resumes from the last epoch run in
+    test_multi_worker.py::test_killed_worker_then_restarted_job_resumes_from_the_last_epoch,
+    and an in-process resume in
+    test_run_safety.py::test_non_finite_weights_are_never_saved_and_the_rerun_resumes."""
     values = config(tiny_data, tmp_path, epochs=3, steps_per_epoch=6).__dict__
     first = run_script(values, "default", 0.5)
     lines: list[str] = []
