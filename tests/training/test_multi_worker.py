@@ -207,7 +207,7 @@ def cli_train(values: dict) -> list[str]:
 def test_killed_worker_then_restarted_job_resumes_from_the_last_epoch(tiny_data, tmp_path):
     out = tmp_path / "run"
     command = cli_train(settings(tiny_data.train_json, tiny_data.train_images_dir, out,
-                                 epochs=3, steps_per_epoch=12, ema_decay=None))
+                                 epochs=3, steps_per_epoch=4, ema_decay=None))
     ports = free_ports(2)
     envs = [environment(tmp_path, tf_config(ports, index)) for index in range(2)]
     with processes() as started:
