@@ -29,6 +29,9 @@ demo: $(STAMP) ## the main job on built-in data, offline
 test: $(STAMP) ## the default (fast) test tier
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+test-cpu: $(STAMP) ## the default tier with the CPU seconds per test and per file (CI budget)
+	$(PY) -m pytest -q -p tests.cpu_report $(PYTEST_ARGS)
+
 test-slow: $(STAMP) ## the slow tier: every variant, parity for all of B0–B7
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
