@@ -103,7 +103,7 @@ def run_script(values: dict, mode: str, delay: float, **kwargs) -> subprocess.Po
 
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus_reduces_loss(tiny_data, tmp_path):
-    """Slow tier (a process of its own, about 45 CPU-seconds): everything of ours that runs
+    """Slow tier (a process of its own, 56 CPU-seconds measured): everything of ours that runs
     with two replicas (``fit_distributed``, each replica's share of the global batch and of
     the loss, the all-reduced normaliser, clipping per replica) runs in the default tier in
     test_multi_worker.py::test_two_workers_match_one_process_with_the_same_global_batch,
@@ -118,7 +118,7 @@ def test_mirrored_strategy_on_two_logical_cpus_reduces_loss(tiny_data, tmp_path)
 
 @pytest.mark.slow
 def test_killed_training_resumes_from_the_last_checkpoint(tiny_data, tmp_path):
-    """Slow tier (two processes, about 50 CPU-seconds): in the default tier a SIGKILL and a
+    """Slow tier (two processes, 58 s in the tier's timing): in the default tier a SIGKILL and a
     restart that resumes from the last epoch run in
     test_multi_worker.py::test_killed_worker_then_restarted_job_resumes_from_the_last_epoch,
     and an in-process resume in
