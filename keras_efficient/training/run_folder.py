@@ -101,7 +101,7 @@ def load_trained_detector(train_dir: str | os.PathLike[str], *,
                          "saved an epoch yet; train (or resume) until it does.")
     model = EfficientDet(spec, num_classes=len(entries), weights=str(weights_path),
                          name=name or f"{spec.name.replace('-', '_')}_trained",
-                         label_map=entries)
+                         label_map=entries, resize=config.resize)
     return TrainedDetector(model, config, weights_path)
 
 

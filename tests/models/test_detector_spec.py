@@ -75,7 +75,8 @@ def test_training_saves_one_keras_file_that_reloads(tiny_data, tiny_run):
     assert run.model.resize == tiny_run.detector.resize == "stretch"  # trained so, recorded
     assert run.labels == ["circle", "square", "triangle"]
     assert run.category_ids == tiny_data.coco("train").category_ids
-    folder = load_trained_detector(folder_path)
+    folder = load_trained_detector(folder_path)  # rebuilt from train_config.json + weights
+    assert folder.model.resize == "stretch"
     image = np.zeros((1, 64, 64, 3), "float32")
     np.testing.assert_allclose(run.model.predict(image, verbose=0)["class_logits"],
                                folder.model.predict(image, verbose=0)["class_logits"],
