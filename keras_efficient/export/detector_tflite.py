@@ -45,9 +45,11 @@ from keras_efficient.export.tflite import (
     check_options,
     check_representative,
     convert_saved_model,
+    lowering_for,
     static_input_shape,
 )
 from keras_efficient.files import write_bytes_atomic
+from keras_efficient.layers.resample import upsample_lowering
 
 POSTPROCESS = ("none", "builtin_nms", "custom_op")
 CUSTOM_OP_NAME = TFLITE_CUSTOM_OP
@@ -192,13 +194,16 @@ def convert_detector(detector: Any, quantization: str = "float32", *,
                      options: PostprocessOptions | None = None,
                      representative: Iterable[np.ndarray] | None = None,
                      input_type: str = "float32",
-                     work_dir: str | os.PathLike[str] | None = None) -> bytes:
+                     work_dir: str | os.PathLike[str] | None = None,
+                     edgetpu: bool = False) -> bytes:
     """Convert a raw EfficientDet (``keras_efficient.EfficientDet``) to TFLite bytes.
 
     Static batch 1 and the model's static input size. For ``int8``, everything up to the scores
     and box encodings is integer; the post-process tail (and the ``DEQUANTIZE`` before it)
     stays float, as the EdgeTPU and the Task Library expect. ``work_dir``: where the temporary
-    SavedModel goes (default: the system temp folder).
+    SavedModel goes (default: the system temp folder). ``edgetpu``: the artifact is for the
+    EdgeTPU (nearest upsampling stays ``RESIZE_NEAREST_NEIGHBOR``, which it maps; CPU exports
+    lower it to repeats that XNNPACK delegates).
 
     Example::
 
@@ -208,7 +213,7 @@ def convert_detector(detector: Any, quantization: str = "float32", *,
     import keras
 
     options = options or PostprocessOptions()
-    check_options(quantization, input_type)
+    check_options(quantization, input_type, edgetpu=edgetpu)
     shape = static_input_shape(detector)
     representative = check_representative(representative, quantization, shape)
     if not isinstance(getattr(detector, "output", None), dict) or "class_logits" not in (
@@ -220,9 +225,10 @@ def convert_detector(detector: Any, quantization: str = "float32", *,
     with tempfile.TemporaryDirectory(prefix=".saved_model-", dir=work_dir) as folder:
         archive = keras.export.ExportArchive()
         archive.track(detector)
-        archive.add_endpoint("serve", serve,
-                             input_signature=[tf.TensorSpec(shape, tf.float32, name="image")])
-        archive.write_out(folder, verbose=False)
+        with upsample_lowering(lowering_for(edgetpu)):
+            archive.add_endpoint("serve", serve, input_signature=[
+                tf.TensorSpec(shape, tf.float32, name="image")])
+            archive.write_out(folder, verbose=False)
         payload = convert_saved_model(folder, quantization, shape=shape, name=detector.name,
                                       representative=representative, input_type=input_type,
                                       custom_ops=options.postprocess == "custom_op")

@@ -165,15 +165,18 @@ class _Export:
     def tflite(self, quantization: str) -> dict[str, Any]:
         job, recipe = self.job, self.recipe
         input_type = recipe.input_type if quantization == "int8" else "float32"
+        edgetpu = recipe.edgetpu and quantization == "int8"
         step = "convert"
         try:
             if job.is_detector:
                 payload = convert_detector(job.model, quantization,
                                            options=self.options, representative=self.samples,
-                                           input_type=input_type, work_dir=self.staging)
+                                           input_type=input_type, work_dir=self.staging,
+                                           edgetpu=edgetpu)
             else:
                 payload = convert(job.model, quantization, representative=self.samples,
-                                  input_type=input_type, work_dir=self.staging)
+                                  input_type=input_type, work_dir=self.staging,
+                                  edgetpu=edgetpu)
             step = "metadata"
             metadata = self.metadata_applies()
             if metadata:

@@ -90,8 +90,13 @@ def static_image_size(model: Any) -> tuple[int, int]:
     return height, width
 
 
-def write_saved_model(model: Any, directory: str | os.PathLike[str]) -> None:
+def write_saved_model(model: Any, directory: str | os.PathLike[str], *,
+                      edgetpu: bool = False) -> None:
     """A SavedModel with one ``serve`` endpoint taking a batch-1 float image.
+
+    Nearest upsampling is traced as XNNPACK-friendly repeats for CPU targets and as
+    ``RESIZE_NEAREST_NEIGHBOR`` (which the EdgeTPU maps) for ``edgetpu``
+    (:func:`keras_efficient.layers.resample.upsample_lowering`).
 
     Example::
 
@@ -99,12 +104,26 @@ def write_saved_model(model: Any, directory: str | os.PathLike[str]) -> None:
     """
     import keras
 
+    from keras_efficient.layers.resample import upsample_lowering
+
     spec = tf.TensorSpec(static_input_shape(model), tf.float32, name="image")
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serve", lambda image: model(image, training=False),
-                         input_signature=[spec])
-    archive.write_out(os.fspath(directory), verbose=False)
+    with upsample_lowering(lowering_for(edgetpu)):
+        archive.add_endpoint("serve", lambda image: model(image, training=False),
+                             input_signature=[spec])
+        archive.write_out(os.fspath(directory), verbose=False)
+
+
+def lowering_for(edgetpu: bool) -> str:
+    """The nearest-upsampling lowering of an export: ``resize`` for the EdgeTPU (it maps
+    ``RESIZE_NEAREST_NEIGHBOR``), ``repeat`` for CPU targets (XNNPACK delegates it).
+
+    Example::
+
+        lowering_for(edgetpu=False)  # "repeat"
+    """
+    return "resize" if edgetpu else "repeat"
 
 
 def _layout_problem(index: int, shape: tuple[int, ...], want: tuple[int, ...]) -> str:
@@ -200,7 +219,7 @@ def convert(model: Any, quantization: str = "float32", *,
     shape = static_input_shape(model)
     representative = check_representative(representative, quantization, shape)
     with tempfile.TemporaryDirectory(prefix=".saved_model-", dir=work_dir) as folder:
-        write_saved_model(model, folder)
+        write_saved_model(model, folder, edgetpu=edgetpu)
         return convert_saved_model(folder, quantization, shape=shape, name=model.name,
                                    representative=representative, input_type=input_type,
                                    float_layers=float_layers, float_worst=float_worst,

@@ -5,9 +5,15 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_efficient.layers.fusion import FAST_EPSILON, WeightedFusion
-from keras_efficient.layers.resample import NearestUpsample, nearest_indices
+from keras_efficient.layers.resample import (
+    NearestUpsample,
+    nearest_indices,
+    repeat_factor,
+    upsample_lowering,
+)
 from tests.harness import keras_file_round_trip
 
 RNG = np.random.default_rng(7)
@@ -175,3 +181,43 @@ def test_fusion_and_upsample_survive_keras_save_with_safe_mode(tmp_path):
     np.testing.assert_allclose(np.asarray(loaded(xs)[0]), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(np.asarray(loaded(xs)[1]),
                                   np.repeat(np.repeat(xs[2], 2, axis=1), 2, axis=2))
+
+
+@pytest.mark.parametrize(("size", "target"), [((3, 3), (5, 5)), ((20, 20), (40, 40)),
+                                              ((2, 3), (8, 6)), ((3, 4), (5, 8)),
+                                              ((3, 3), (7, 7))])
+def test_repeat_lowering_equals_resize(size, target):
+    x = RNG.normal(size=(2, *size, 3)).astype("float32")
+    layer = NearestUpsample(*target)
+    with upsample_lowering("repeat"):
+        repeated = np.asarray(layer(x))
+    np.testing.assert_array_equal(repeated, np.asarray(layer(x)))
+    np.testing.assert_array_equal(repeated, _numpy_nearest(x, *target))
+
+
+def test_repeat_factor_only_where_repeating_is_nearest():
+    assert (repeat_factor(20, 40), repeat_factor(3, 5), repeat_factor(5, 5)) == (2, 2, 1)
+    assert repeat_factor(3, 7) is None  # 7 rows from 3: [0, 0, 0, 1, 1, 2, 2], no repeat
+    with pytest.raises(ValueError, match="lowering must be one of"):
+        with upsample_lowering("tile"):
+            pass
+
+
+def _lowered_ops(lowering: str) -> dict[str, int]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    inputs = keras.Input((5, 5, 4), batch_size=1)
+    model = keras.Model(inputs, NearestUpsample(10, 10)(inputs))
+    with upsample_lowering(lowering):
+        function = tf.function(lambda x: model(x), input_signature=[
+            tf.TensorSpec((1, 5, 5, 4), tf.float32)]).get_concrete_function()
+    payload = tf.lite.TFLiteConverter.from_concrete_functions([function], model).convert()
+    interpreter = Interpreter(model_content=payload)
+    return {op["op_name"]: 1 for op in interpreter._get_ops_details()}
+
+
+def test_repeat_lowering_converts_without_resize_op():
+    assert "RESIZE_NEAREST_NEIGHBOR" in _lowered_ops("resize")
+    lowered = _lowered_ops("repeat")
+    assert "RESIZE_NEAREST_NEIGHBOR" not in lowered
+    assert set(lowered) <= {"CONCATENATION", "RESHAPE"}
