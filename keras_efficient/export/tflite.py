@@ -16,11 +16,15 @@ int8 (``float_layers``/``float_worst``: named layers stay float) goes through Te
 EdgeTPU, which needs every op integer.
 
 An int8 model's uint8 input takes the bytes as Android consumers (Task Library, MediaPipe) feed
-them: scale 1 and zero point 0 (int8 input: 1 and −128), in front of the in-graph normalization,
-whatever the representative images hold (:func:`pin_pixel_ranges`); the export fails with
-:class:`ExportError` if the converter quantizes the input any other way
-(:func:`check_pixel_input`). The normalization is not folded into the input quantization: the
-B family's per-channel mean/std cannot be, and Lite's (x − 127)/128 keeps its MUL and ADD too.
+them (byte q is pixel q; int8: q + 128), whatever the representative images hold
+(:func:`pin_pixel_ranges`); the export fails with :class:`ExportError` if the converter
+quantizes the input any other way
+(:func:`check_pixel_input`). A per-tensor scaling right after the input is folded into the
+input quantization where that is exact (:func:`fold_pixel_scaling`): Lite's (x − 127)/128 makes
+the uint8 input scale 1/128 / zero point 127 (int8: −1) with no MUL or ADD left, as automl's
+exports have it; the B family's x/255 makes it scale 1/255 / zero point 0 before the per-channel
+mean/std, which stays in the graph (one scalar per tensor is all an input quantization holds).
+Byte q still means pixel q either way.
 
 Representative images must follow the models' input contract: float RGB pixels in [0, 255],
 NHWC ``[1, H, W, 3]`` at the model's size. Channels-first images, images scaled to [0, 1] and
@@ -312,42 +316,106 @@ def convert_saved_model(folder: str | os.PathLike[str], quantization: str, *,
     try:
         if quantization != "int8":
             return bytes(converter.convert())
-        payload = _convert_int8(converter, input_type)
+        payload, scaling = _convert_int8(converter, input_type)
     except Exception as error:  # the converter raises several unrelated types
         raise ExportError(f"TFLite conversion ({quantization}) of {name} failed: "
                           f"{error}") from error
     if input_type != "float32":
-        check_pixel_input(payload, input_type, name=name)
+        check_pixel_input(payload, input_type, name=name, scaling=scaling)
     return payload
 
 
 PIXEL_QUANTIZATION = {"uint8": (1.0, 0), "int8": (1.0, -128)}
-"""(scale, zero point) of an integer input: byte ``q`` is pixel ``q`` (``q + 128`` for int8)."""
+"""(scale, zero point) of an integer input with nothing folded into it: byte ``q`` is pixel
+``q`` (``q + 128`` for int8). :func:`fold_pixel_scaling` gives others that keep this meaning."""
 # Elementwise ops with a constant operand that the in-graph normalization converts to.
 _NORMALIZATION_OPS = {"MUL": np.multiply, "ADD": np.add, "SUB": np.subtract, "DIV": np.divide}
 
 
-def _convert_int8(converter: Any, input_type: str) -> bytes:
-    """Calibrate; for an integer input pin the input and the normalization after it to what
-    bytes 0..255 give (:func:`pin_pixel_ranges`); keep what follows a custom op float
-    (:func:`float_after_custom_ops`); then quantize as the converter would have."""
+def _convert_int8(converter: Any, input_type: str) -> tuple[bytes, tuple[float, int]]:
+    """Calibrate; for an integer input fold the exact per-tensor scaling into the input
+    (:func:`fold_pixel_scaling`) and pin the input and the normalization after it to what bytes
+    0..255 give (:func:`pin_pixel_ranges`); keep what follows a custom op float
+    (:func:`float_after_custom_ops`); then quantize as the converter would have. Returns the
+    flatbuffer and the uint8 (scale, zero point) its input must have."""
     from tensorflow.lite.python.convert import mlir_quantize
 
     converter._experimental_calibrate_only = True
     calibrated = bytes(converter.convert())
+    scaling = PIXEL_QUANTIZATION["uint8"]
     if input_type != "float32":
-        calibrated = pin_pixel_ranges(calibrated)
+        calibrated, scaling = fold_pixel_scaling(calibrated)
+        calibrated = pin_pixel_ranges(calibrated, scaling)
     calibrated = float_after_custom_ops(calibrated)
     dtype = {"float32": tf.float32, "uint8": tf.uint8, "int8": tf.int8}[input_type]
     return bytes(mlir_quantize(
         calibrated, converter._experimental_disable_per_channel, input_data_type=dtype,
         output_data_type=tf.float32,
         disable_per_channel_for_dense_layers=(
-            converter._experimental_disable_per_channel_quantization_for_dense_layers)))
+            converter._experimental_disable_per_channel_quantization_for_dense_layers))), scaling
 
 
-def pin_pixel_ranges(calibrated: bytes) -> bytes:
-    """A calibrated (not yet quantized) flatbuffer whose input range is [0, 255] and whose
+def fold_pixel_scaling(calibrated: bytes) -> tuple[bytes, tuple[float, int]]:
+    """Fold the longest run of scalar MUL/ADD/SUB/DIV after the input that is exactly
+    ``(pixel − zero point) × scale`` for an integer zero point in [0, 255] into the input
+    quantization: those ops leave the calibrated flatbuffer, and the uint8 input's
+    (scale, zero point) becomes theirs, so byte q still means pixel q (to float32 rounding; Lite's
+    (x − 127)/128 is exact). Returns the flatbuffer and that (scale, zero point);
+    :data:`PIXEL_QUANTIZATION` ``["uint8"]`` and the flatbuffer unchanged when nothing folds.
+
+    Example::
+
+        calibrated, scaling = fold_pixel_scaling(calibrated)  # Lite: (0.0078125, 127)
+        calibrated = pin_pixel_ranges(calibrated, scaling)
+    """
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    tree = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    graph = tree.subgraphs[0]
+    index = int(graph.inputs[0])
+    values = np.arange(256, dtype="float32")
+    chain: list[Any] = []
+    folded: tuple[int, int, tuple[float, int]] | None = None  # ops, output tensor, scaling
+    while (step := _normalization_step(tree, graph, index)) is not None:
+        index, function, constant = step
+        if constant.size != 1:
+            break
+        chain.append(next(op for op in graph.operators if index in list(op.outputs)))
+        values = function(values, constant.astype("float32").reshape(())).astype("float32")
+        scaling = _exact_scaling(values)
+        if scaling is not None:
+            folded = (len(chain), index, scaling)
+    if folded is None:
+        return calibrated, PIXEL_QUANTIZATION["uint8"]
+    count, output, scaling = folded
+    source = int(graph.inputs[0])
+    for op in chain[:count]:
+        graph.operators.remove(op)
+    for op in graph.operators:
+        op.inputs = np.asarray([source if int(i) == output else int(i) for i in op.inputs],
+                               dtype=np.int32)
+    graph.outputs = np.asarray([source if int(i) == output else int(i) for i in graph.outputs],
+                               dtype=np.int32)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(tree)), scaling
+
+
+def _exact_scaling(values: np.ndarray) -> tuple[float, int] | None:
+    """(scale, zero point) with ``values[q] == (q − zero point) × scale`` for q in 0..255 (to
+    one float32 ulp), the zero point an integer in [0, 255] and the scale positive; else None."""
+    scale = (float(values[255]) - float(values[0])) / 255.0
+    if not scale > 0:
+        return None
+    zero_point = round(-float(values[0]) / scale)
+    want = ((np.arange(256) - zero_point) * scale).astype("float32")
+    if not 0 <= zero_point <= 255 or np.any(np.abs(values - want) > np.abs(np.spacing(want))):
+        return None
+    return float(np.float32(scale)), int(zero_point)
+
+
+def pin_pixel_ranges(calibrated: bytes,
+                     scaling: tuple[float, int] = PIXEL_QUANTIZATION["uint8"]) -> bytes:
+    """A calibrated (not yet quantized) flatbuffer whose input range is what bytes 0..255 mean
+    under the uint8 ``scaling`` (scale, zero point) — [0, 255] with nothing folded — and whose
     in-graph normalization (the chain of MUL/ADD/SUB/DIV by constants after the input) has the
     range those 256 values give, whatever the representative images held.
 
@@ -364,7 +432,8 @@ def pin_pixel_ranges(calibrated: bytes) -> bytes:
     tree = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
     graph = tree.subgraphs[0]
     index = int(graph.inputs[0])
-    low, high = np.zeros(1), np.full(1, 255.0)
+    scale, zero_point = scaling
+    low, high = np.full(1, -zero_point * scale), np.full(1, (255 - zero_point) * scale)
     while True:
         stats = graph.tensors[index].quantization
         if stats is None or stats.min is None:
@@ -429,9 +498,12 @@ def float_after_custom_ops(calibrated: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
 
 
-def check_pixel_input(payload: bytes, input_type: str, *, name: str = "model") -> None:
+def check_pixel_input(payload: bytes, input_type: str, *, name: str = "model",
+                      scaling: tuple[float, int] = PIXEL_QUANTIZATION["uint8"]) -> None:
     """Raise :class:`ExportError` unless the integer input of ``payload`` takes the bytes as
-    they are: (scale, zero point) = :data:`PIXEL_QUANTIZATION` of ``input_type``.
+    they are: (scale, zero point) = the uint8 ``scaling`` the export folded in
+    (:func:`fold_pixel_scaling`; default :data:`PIXEL_QUANTIZATION`), the zero point less 128
+    for an int8 input.
 
     Example::
 
@@ -439,14 +511,14 @@ def check_pixel_input(payload: bytes, input_type: str, *, name: str = "model") -
     """
     from ai_edge_litert.tools import flatbuffer_utils
 
-    want = PIXEL_QUANTIZATION[input_type]
+    want = (scaling[0], scaling[1] - (128 if input_type == "int8" else 0))
     tree = flatbuffer_utils.convert_bytearray_to_object(bytearray(payload))
     tensor = tree.subgraphs[0].tensors[int(tree.subgraphs[0].inputs[0])]
     stats = tensor.quantization
     scale = list(stats.scale) if stats is not None and stats.scale is not None else []
     zero = list(stats.zeroPoint) if stats is not None and stats.zeroPoint is not None else []
     got = (float(scale[0]), int(zero[0])) if len(scale) == 1 and len(zero) == 1 else None
-    if got != want:
+    if got is None or got[1] != want[1] or not np.isclose(got[0], want[0], rtol=1e-6, atol=0):
         raise ExportError(
             f"TFLite conversion (int8, {input_type} input) of {name}: the converter quantized "
             f"the input as (scale, zero point) = {got}, not {want}, so byte q would not mean "

@@ -9,7 +9,7 @@ import pytest
 
 from keras_efficient.detection.anchors import generate_anchors
 from keras_efficient.detection.box_coding import decode_boxes
-from keras_efficient.detection.postprocess import NonMaxSuppression
+from keras_efficient.detection.postprocess import NonMaxSuppression, flatten_network_outputs
 from keras_efficient.export.detector_tflite import (
     DETECTION_OUTPUTS,
     PostprocessOptions,
@@ -167,7 +167,7 @@ def test_int8_detector_is_integer_up_to_the_postprocess_tail(tiny_detector):
                                input_type="uint8")
     interpreter = interpreter_for(payload)
     assert interpreter.get_input_details()[0]["dtype"] == np.uint8
-    assert interpreter.get_input_details()[0]["quantization"] == (1.0, 0)
+    assert interpreter.get_input_details()[0]["quantization"] == (1 / 128, 127)  # Lite folded
     assert [d["name"] for d in interpreter.get_output_details()] == list(DETECTION_OUTPUTS)
     for detail in interpreter.get_tensor_details():
         assert all(int(d) > 0 for d in detail["shape_signature"]) or not len(
@@ -184,9 +184,10 @@ def test_int8_detector_is_integer_up_to_the_postprocess_tail(tiny_detector):
 
 
 def test_uint8_detector_takes_the_bytes_as_they_are():
-    """Calibrated on images no brighter than 60, the uint8 input is still scale 1 / zero point
-    0, and the bytes fed as they are give the Keras head outputs on the same pixels (with the
-    calibrated scale 60/255, byte q would be read as pixel q / 4.25)."""
+    """Calibrated on images no brighter than 60, the uint8 input is still scale 1/128 / zero
+    point 127 (Lite's normalization folded in), and the bytes fed as they are give the Keras
+    head outputs on the same pixels (with the calibrated range, byte q would be read as pixel
+    q / 4.25)."""
     keras.utils.set_random_seed(0)
     detector = EfficientDet(tiny_spec(), num_classes=NUM_CLASSES)
     rng = np.random.default_rng(0)
@@ -195,7 +196,7 @@ def test_uint8_detector_takes_the_bytes_as_they_are():
                                representative=images, input_type="uint8")
     interpreter = interpreter_for(payload)
     detail = interpreter.get_input_details()[0]
-    assert detail["dtype"] == np.uint8 and detail["quantization"] == (1.0, 0)
+    assert detail["dtype"] == np.uint8 and detail["quantization"] == (1 / 128, 127)
     pixels = np.round(rng.uniform(0, 60, (1, SIZE, SIZE, 3))).astype("uint8")
     interpreter.set_tensor(detail["index"], pixels)
     interpreter.invoke()
@@ -260,3 +261,23 @@ def test_builtin_nms_export_reproduces_automl_global_hard_nms():
     np.testing.assert_array_equal(np.round(classes[0]) + 1, golden[f"{key}_classes"][0])
     np.testing.assert_allclose(scores[0], golden[f"{key}_scores"][0], rtol=0, atol=1e-6)
     np.testing.assert_allclose(boxes[0], want, rtol=0, atol=1e-6)  # measured max |Δ| 2.1e-7
+
+
+def test_network_ending_is_the_heads_per_level_and_nothing_more(tiny_detector):
+    """automl's network-only export: per-level raw outputs, no sigmoid/flatten/concatenation
+    after the heads; flattened in order they are the detector's own outputs."""
+    image = np.random.default_rng(0).uniform(0, 255, (1, SIZE, SIZE, 3)).astype("float32")
+    payload = convert_detector(tiny_detector, "float32", options=PostprocessOptions("network"))
+    interpreter = interpreter_for(payload)
+    names = [d["name"] for d in interpreter.get_output_details()]
+    assert names == [f"class_logits_p{level}" for level in (3, 4, 5)] + [
+        f"box_regression_p{level}" for level in (3, 4, 5)]
+    ops = op_histogram(interpreter)
+    assert "LOGISTIC" not in ops and "RESIZE_NEAREST_NEIGHBOR" not in ops
+    logits, regressions = flatten_network_outputs(run(interpreter, image))
+    want = tiny_detector(image)
+    np.testing.assert_allclose(logits, np.asarray(want["class_logits"]), atol=1e-4)
+    np.testing.assert_allclose(regressions, np.asarray(want["box_regression"]), atol=1e-4)
+    edgetpu = interpreter_for(convert_detector(tiny_detector, "float32", edgetpu=True,
+                                               options=PostprocessOptions("network")))
+    assert "RESIZE_NEAREST_NEIGHBOR" in op_histogram(edgetpu)

@@ -76,13 +76,16 @@ def test_integer_input_takes_the_bytes_as_they_are(tmp_path):
     model = EfficientNet(TINY, weights=None, classes=5, input_shape=(64, 64, 3),
                          classifier_activation=None)
     images = dark_images()
-    for input_type, want in (("uint8", (1.0, 0)), ("int8", (1.0, -128))):
+    # Lite's (x - 127) / 128 is folded into the input quantization: byte q means (q - 127) / 128,
+    # exactly what the Keras model computes from pixel q, and no MUL/ADD runs on the image.
+    for input_type, want in (("uint8", (1 / 128, 127)), ("int8", (1 / 128, -1))):
         path = export_tflite(model, tmp_path / f"{input_type}.tflite", "int8",
                              representative=images, input_type=input_type)
         assert load_interpreter(path).get_input_details()[0]["quantization"] == want
     interpreter = load_interpreter(tmp_path / "uint8.tflite")
     ops = op_histogram(interpreter)
     assert ops["QUANTIZE"] == 1 and "DEQUANTIZE" in ops  # no requantizing pair after the input
+    assert "MUL" not in ops and "ADD" not in ops  # the tiny model has no residual adds
     pixels = np.round(dark_images(3)[-1])
     [got] = feed_bytes(interpreter, pixels)
     np.testing.assert_allclose(got, model(pixels).numpy(), atol=0.08)
@@ -134,3 +137,37 @@ def test_dynamic_input_size_is_refused():
     model = EfficientNet(TINY, weights=None, include_top=False, input_shape=(None, None, 3))
     with pytest.raises(ValueError, match="static input size"):
         convert(model)
+
+
+def test_b_family_folds_only_its_scalar_scaling(tmp_path):
+    """x / 255 folds into the uint8 input (scale 1/255, zero point 0); the per-channel mean/std
+    cannot (an input quantization holds one scalar pair) and stays one SUB and one MUL."""
+    from keras_efficient.configs import get_efficientnet_scaling
+
+    keras.utils.set_random_seed(0)
+    tiny_b = get_efficientnet_scaling("b0").with_(name="tinyb0", width=0.25, depth=0.25)
+    model = EfficientNet(tiny_b, weights=None, classes=5, input_shape=(64, 64, 3),
+                         classifier_activation=None)
+    path = export_tflite(model, tmp_path / "b.tflite", "int8", representative=dark_images(),
+                         input_type="uint8")
+    interpreter = load_interpreter(path)
+    scale, zero_point = interpreter.get_input_details()[0]["quantization"]
+    assert zero_point == 0 and scale == pytest.approx(1 / 255, rel=1e-6)
+    first = [op["op_name"] for op in interpreter._get_ops_details()[:3]]
+    assert first == ["QUANTIZE", "SUB", "MUL"]
+    pixels = np.round(dark_images(3)[-1])
+    [got] = feed_bytes(interpreter, pixels)
+    np.testing.assert_allclose(got, model(pixels).numpy(), atol=0.08)
+
+
+def test_compiled_model_runs_like_the_interpreter_and_refuses_custom_ops(tmp_path):
+    from keras_efficient.export.runtime import load_runtime
+
+    model = EfficientNet(TINY, weights=None, classes=5, input_shape=(64, 64, 3))
+    path = export_tflite(model, tmp_path / "int8.tflite", "int8", representative=dark_images(),
+                         input_type="uint8")
+    pixels = np.round(dark_images(3)[-1])
+    [compiled] = run(load_runtime(path, "compiled_model"), pixels)
+    np.testing.assert_array_equal(compiled, run(load_interpreter(path), pixels)[0])
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        load_runtime(path, "gpu")
