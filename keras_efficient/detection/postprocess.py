@@ -506,6 +506,65 @@ def map_stretched_boxes_to_original(boxes: Any, input_size: tuple[int, int], ori
 # The TFLite export (keras_efficient.export.detector_tflite) selects one of these; the
 # "none" ending (raw box encodings and sigmoid scores) needs no code.
 
+#: Per-level head outputs of the "network" ending, in the order of the flattened outputs.
+NETWORK_KINDS = {"class": "class_logits", "box": "box_regression"}
+
+
+def per_level_network(detector: keras.Model) -> keras.Model:
+    """The detector's network up to its per-level head outputs, before they are flattened and
+    concatenated: ``{"class_logits_p3": [B, H3, W3, A·C], ..., "box_regression_p3":
+    [B, H3, W3, A·4], ...}`` (raw logits, no sigmoid), the "network" ending of the TFLite
+    export, as automl's network-only export has it. Flattening each level to ``[B, −1, C]``
+    and concatenating the levels in order gives the detector's own outputs.
+
+    Example::
+
+        network = per_level_network(EfficientDet("lite0"))
+        sorted(network.output)  # ['box_regression_p3', ..., 'class_logits_p7']
+    """
+    return keras.Model(detector.inputs, per_level_outputs(detector),
+                       name=f"{detector.name}_network")
+
+
+def per_level_outputs(detector: keras.Model) -> dict[str, Any]:
+    """The per-level head tensors of :func:`per_level_network`, class levels then box levels.
+
+    Example::
+
+        list(per_level_outputs(detector))  # ['class_logits_p3', ..., 'box_regression_p7']
+    """
+    outputs = {}
+    for kind, name in NETWORK_KINDS.items():
+        layers = sorted((int(layer.name.rsplit("_p", 1)[1]), layer) for layer in detector.layers
+                        if layer.name.startswith(f"{kind}_net_flatten_p"))
+        if not layers:
+            raise ValueError(f"{detector.name} has no per-level {kind} head outputs (layers "
+                             f"{kind}_net_flatten_p<level>): pass the model that "
+                             "keras_efficient.EfficientDet returns.")
+        outputs.update({f"{name}_p{level}": layer.input for level, layer in layers})
+    return outputs
+
+
+def flatten_network_outputs(outputs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Class logits ``[B, N, C]`` and box regressions ``[B, N, 4]`` (the detector's own
+    outputs) from the per-level outputs of :func:`per_level_network`, in its order.
+
+    Example::
+
+        logits, regressions = flatten_network_outputs(run(interpreter, image))
+    """
+    if len(outputs) % 2 or not outputs:
+        raise ValueError(f"Expected class levels then as many box levels; received "
+                         f"{len(outputs)} outputs.")
+    half = len(outputs) // 2
+    anchors_per_cell = int(outputs[half].shape[-1]) // 4
+    classes = int(outputs[0].shape[-1]) // anchors_per_cell
+    batch = int(outputs[0].shape[0])
+    logits = np.concatenate([np.reshape(x, (batch, -1, classes)) for x in outputs[:half]], 1)
+    boxes = np.concatenate([np.reshape(x, (batch, -1, 4)) for x in outputs[half:]], 1)
+    return logits, boxes
+
+
 #: The custom op Android's Task Library, MediaPipe and Coral's examples consume (REFERENCE §3.1).
 TFLITE_CUSTOM_OP = "TFLite_Detection_PostProcess"
 

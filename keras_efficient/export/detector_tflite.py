@@ -1,7 +1,10 @@
 """EfficientDet → TFLite with the detection post-processing its consumer expects.
 
-Three choices (``postprocess``):
+Four choices (``postprocess``):
 
+* ``"network"``: the network alone, per level and raw (``class_logits_p3`` ``[1, H3, W3, A·C]``
+  ..., ``box_regression_p3`` ``[1, H3, W3, A·4]`` ...; no sigmoid, reshape or concatenation),
+  as automl's network-only export; for apps that do everything after the heads themselves;
 * ``"none"``: the network's raw outputs, ``box_encodings`` ``[1, N, 4]`` (ty, tx, th, tw) and
   ``class_scores`` ``[1, N, C]`` (sigmoid applied), plus an anchors file
   (:func:`write_anchors_csv`) for apps that decode and run NMS themselves;
@@ -38,6 +41,8 @@ from keras_efficient.detection.anchors import generate_anchors, normalized_cente
 from keras_efficient.detection.postprocess import (
     TFLITE_CUSTOM_OP,
     builtin_nms_detections,
+    per_level_network,
+    per_level_outputs,
     tflite_custom_op_signature,
     tflite_detection_postprocess,
 )
@@ -51,7 +56,7 @@ from keras_efficient.export.tflite import (
 from keras_efficient.files import write_bytes_atomic
 from keras_efficient.layers.resample import upsample_lowering
 
-POSTPROCESS = ("none", "builtin_nms", "custom_op")
+POSTPROCESS = ("network", "none", "builtin_nms", "custom_op")
 CUSTOM_OP_NAME = TFLITE_CUSTOM_OP
 DETECTION_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores",
                      "num_detections")
@@ -91,7 +96,9 @@ class PostprocessOptions:
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return RAW_OUTPUTS if self.postprocess == "none" else DETECTION_OUTPUTS
+        """The outputs of the ``none`` and NMS endings (``network``'s depend on the detector:
+        :func:`~keras_efficient.detection.postprocess.per_level_network`)."""
+        return RAW_OUTPUTS if self.postprocess in ("none", "network") else DETECTION_OUTPUTS
 
 
 def custom_op_signature(num_classes: int, options: PostprocessOptions) -> str:
@@ -142,8 +149,12 @@ def serving_function(detector: Any, options: PostprocessOptions) -> Any:
         serve(tf.zeros([1, 320, 320, 3]))  # {"box_encodings": ..., "class_scores": ...}
     """
     anchors = export_anchors(detector)
+    network = per_level_network(detector) if options.postprocess == "network" else None
 
     def serve(image: Any) -> dict[str, Any]:
+        if network is not None:
+            return {name: tf.cast(value, tf.float32)
+                    for name, value in network(image, training=False).items()}
         raw = detector(image, training=False)
         encodings = tf.cast(raw["box_regression"], tf.float32)
         scores = tf.sigmoid(tf.cast(raw["class_logits"], tf.float32))
@@ -232,4 +243,6 @@ def convert_detector(detector: Any, quantization: str = "float32", *,
         payload = convert_saved_model(folder, quantization, shape=shape, name=detector.name,
                                       representative=representative, input_type=input_type,
                                       custom_ops=options.postprocess == "custom_op")
-    return reorder_outputs(payload, options.output_names)
+    names = (tuple(per_level_outputs(detector)) if options.postprocess == "network"
+             else options.output_names)
+    return reorder_outputs(payload, names)

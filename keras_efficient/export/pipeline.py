@@ -208,7 +208,7 @@ class _Export:
 
     def metadata_applies(self) -> bool:
         return self.recipe.metadata and (not self.job.is_detector
-                                         or self.options.postprocess != "none")
+                                         or self.options.postprocess not in ("none", "network"))
 
     def with_metadata(self, payload: bytes) -> bytes:
         from keras_efficient.export import metadata
@@ -371,7 +371,7 @@ def export_model(model: Any, recipe: Recipe, output_dir: str | os.PathLike[str],
     try:
         run = _Export(job, recipe, staging, samples, log)
         (staging / "labels.txt").write_text("\n".join(job.class_names()) + "\n")
-        if job.is_detector and recipe.postprocess == "none":
+        if job.is_detector and recipe.postprocess in ("none", "network"):
             from keras_efficient.export.detector_tflite import write_anchors_csv
 
             step = "anchors.csv"

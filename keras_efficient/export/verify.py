@@ -25,6 +25,7 @@ from keras_efficient.data.transforms import PAD_VALUE, PadValue, fit_to_input
 from keras_efficient.detection.inference import inference_model
 from keras_efficient.detection.postprocess import (
     NonMaxSuppression,
+    flatten_network_outputs,
     map_boxes_to_original,
     map_stretched_boxes_to_original,
 )
@@ -124,9 +125,10 @@ def tflite_detector_predict_fn(path: Path, options: PostprocessOptions,
     interpreter = load_interpreter(path)
     height, width = (int(d) for d in interpreter.get_input_details()[0]["shape"][1:3])
     nms = None
-    if options.postprocess == "none":
+    if options.postprocess in ("none", "network"):
         if anchor_spec is None:
-            raise ValueError("A postprocess='none' export needs anchor_spec (the detector's "
+            raise ValueError(f"A postprocess={options.postprocess!r} export needs anchor_spec "
+                             "(the detector's "
                              "detector.anchor_spec()) to be decoded.")
         nms = NonMaxSuppression.from_anchor_spec(
             anchor_spec, max_detections=options.max_detections,
@@ -138,9 +140,12 @@ def tflite_detector_predict_fn(path: Path, options: PostprocessOptions,
     def one(image: np.ndarray) -> dict[str, Any]:
         fed, scale = fit_to_input(image, size, resize=resize, pad_value=pad_value)
         outputs = run(interpreter, fed[None])
-        if nms is not None:
+        if nms is not None and options.postprocess == "network":
+            logits, encodings = flatten_network_outputs(outputs)
+        elif nms is not None:
             encodings, scores = outputs
             logits = np.log(np.clip(scores, 1e-6, 1 - 1e-6) / np.clip(1 - scores, 1e-6, None))
+        if nms is not None:
             boxes, kept, classes, count = (np.asarray(v) for v in nms(logits, encodings))
             n = int(count[0])
             pixels, scores, labels = boxes[0, :n], kept[0, :n], classes[0, :n].astype(int)
