@@ -453,7 +453,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     job = _export_job(args, args.images)
     assert isinstance(job, ExportJob)
     output = Path(args.output or tempfile.mkdtemp(prefix="keras_efficient_bench_")) / "formats"
-    rows = benchmark(job, output, runs=args.runs)
+    rows = benchmark(job, output, runs=args.runs, compiled_model=args.compiled_model)
     print(format_table(rows))
     png = plot(rows, output / "bench.png", f"{job.model.name} ({job.weights_origin})")
     print(f"plot: {png}\nartifacts and manifest: {output}")
@@ -620,6 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "temporary folder)")
     bench.add_argument("--runs", type=int, default=20, help="timed runs per format")
     bench.add_argument("--images", type=int, default=32, help="calibration images")
+    bench.add_argument("--compiled-model", dest="compiled_model", action="store_true",
+                       help="also time each TFLite file in LiteRT's CompiledModel beside the "
+                            "Interpreter (2 threads, interleaved)")
     bench.set_defaults(func=cmd_bench)
     return parser
 

@@ -8,6 +8,7 @@ run on the same image; the table and a PNG plot come from the resulting manifest
 from __future__ import annotations
 
 import os
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,11 @@ def keras_row(job: ExportJob, runs: int) -> dict[str, Any]:
 
 def benchmark(job: ExportJob, output_dir: str | os.PathLike[str], *, runs: int = 20,
               formats: Sequence[str] = BENCH_FORMATS, input_type: str = "uint8",
-              log: Any = print) -> list[dict[str, Any]]:
+              log: Any = print, compiled_model: bool = False) -> list[dict[str, Any]]:
     """Export ``job`` in ``formats`` into ``output_dir`` and return one row per format, Keras
     first. The Keras row is timed by TensorFlow with its own thread pool (all cores).
+    ``compiled_model``: also time every TFLite file in LiteRT's ``CompiledModel`` at 2 threads,
+    interleaved run by run with the ``Interpreter`` (:func:`runtime_latencies`).
 
     Example::
 
@@ -56,7 +59,42 @@ def benchmark(job: ExportJob, output_dir: str | os.PathLike[str], *, runs: int =
                     latency_runs=runs, representative_count=len(job.representative),
                     metadata=False)
     manifest = export_job(job, recipe, output_dir, log=log)
-    return [keras_row(job, runs), *manifest["artifacts"]]
+    rows = [keras_row(job, runs), *manifest["artifacts"]]
+    if compiled_model:
+        image = np.asarray(job.representative[0], dtype="float32")
+        for row in rows[1:]:
+            if row["format"].startswith("tflite-"):
+                row["runtimes"] = runtime_latencies(Path(output_dir) / row["file"], image, runs)
+    return rows
+
+
+def runtime_latencies(path: Path, image: np.ndarray, runs: int,
+                      threads: int = 2) -> dict[str, float | str]:
+    """Median ms of ``path`` in each LiteRT entry point (:data:`~keras_efficient.export.runtime.
+    RUNTIMES`), interleaved run by run; a runtime that cannot load the file gives the reason.
+
+    Example::
+
+        runtime_latencies(Path("b0_int8.tflite"), image, runs=30)
+        # {"interpreter": 10.4, "compiled_model": 10.1}
+    """
+    from keras_efficient.export.runtime import RUNTIMES, load_runtime, run
+
+    runners: dict[str, Any] = {}
+    result: dict[str, float | str] = {}
+    for name in RUNTIMES:
+        try:
+            runners[name] = load_runtime(path, name, num_threads=threads)
+        except (ValueError, RuntimeError) as error:
+            result[name] = str(error)
+            continue
+        run(runners[name], image)
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(max(1, runs)):
+        for name, runner in runners.items():
+            times[name].append(median_ms(runner.invoke, 1))
+    result.update({name: round(statistics.median(values), 3) for name, values in times.items()})
+    return result
 
 
 def _accuracy_text(accuracy: dict[str, Any]) -> str:
@@ -89,15 +127,26 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """
     base = next((_latency(r, "2_threads") for r in rows if r["format"] == "tflite-float32"),
                 None)
-    lines = [f"{'format':<18}{'MB':>8}{'ms 1 thr':>10}{'ms 2 thr':>10}{'vs fp32':>9}  accuracy"]
+    compiled = any("runtimes" in row for row in rows)
+    lines = [f"{'format':<18}{'MB':>8}{'ms 1 thr':>10}{'ms 2 thr':>10}{'vs fp32':>9}"
+             + (f"{'interp.':>9}{'compiled':>9}" if compiled else "") + "  accuracy"]
     for row in rows:
         one, two = _latency(row, "1_threads"), _latency(row, "2_threads")
         ratio = f"{two / base:.2f}x" if base and two else "-"
         lines.append(f"{row['format']:<18}{row['bytes'] / 1e6:>8.2f}"
                      f"{'-' if one is None or row['format'] == 'saved_model' else f'{one:.1f}':>10}"
-                     f"{'-' if two is None else f'{two:.1f}':>10}{ratio:>9}  "
+                     f"{'-' if two is None else f'{two:.1f}':>10}{ratio:>9}"
+                     + (_runtimes_text(row.get("runtimes", {})) if compiled else "") + "  "
                      f"{_accuracy_text(row.get('accuracy', {}))}")
-    return "\n".join(lines)
+    notes = sorted({f"compiled_model: {value}" for row in rows
+                    for value in row.get("runtimes", {}).values() if isinstance(value, str)})
+    return "\n".join(lines + notes)
+
+
+def _runtimes_text(runtimes: dict[str, Any]) -> str:
+    cells = [runtimes.get(name) for name in ("interpreter", "compiled_model")]
+    return "".join(f"{value:>9.1f}" if isinstance(value, float) else f"{'-':>9}"
+                   for value in cells)
 
 
 def plot(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str) -> Path:
