@@ -198,9 +198,8 @@ def test_repeat_lowering_equals_resize(size, target):
 def test_repeat_factor_only_where_repeating_is_nearest():
     assert (repeat_factor(20, 40), repeat_factor(3, 5), repeat_factor(5, 5)) == (2, 2, 1)
     assert repeat_factor(3, 7) is None  # 7 rows from 3: [0, 0, 0, 1, 1, 2, 2], no repeat
-    with pytest.raises(ValueError, match="lowering must be one of"):
-        with upsample_lowering("tile"):
-            pass
+    with pytest.raises(ValueError, match="lowering must be one of"), upsample_lowering("tile"):
+        pass
 
 
 def _lowered_ops(lowering: str) -> dict[str, int]:
