@@ -9,6 +9,9 @@ MODEL ?= demo
 RECIPE ?=
 WEIGHTS ?=
 REPRESENTATIVE ?=
+# make bench BEFORE=<keras_efficient checkout> REFERENCE=<folder of the reference's .tflite>
+BEFORE ?=
+REFERENCE ?=
 
 .PHONY: install demo test test-slow test-notebooks lint bench export-tflite clean
 
@@ -48,6 +51,8 @@ bench: $(STAMP) ## latency of our models vs keras.applications, side by side
 	$(PY) benchmarks/detection_latency.py
 	$(PY) benchmarks/training_throughput.py
 	$(PY) benchmarks/export_latency.py
+	$(PY) benchmarks/tflite_vs_reference.py --profile --compiled-model \
+		$(if $(BEFORE),--before $(BEFORE)) $(if $(REFERENCE),--reference $(REFERENCE))
 
 export-tflite: $(STAMP) ## export with a recipe (MODEL=demo|name WEIGHTS=path RECIPE=name REPRESENTATIVE=dir|json)
 	$(PY) -m keras_efficient.cli export --model $(MODEL) $(if $(RECIPE),--recipe $(RECIPE)) \
