@@ -18,7 +18,7 @@ from keras_efficient.export.detector_tflite import (
     write_anchors_csv,
 )
 from keras_efficient.export.edgetpu import edgetpu_report
-from keras_efficient.export.runtime import op_histogram, run
+from keras_efficient.export.runtime import load_runtime, op_histogram, run
 from keras_efficient.models.efficientdet import EfficientDet
 from tests.harness import tiny_spec
 
@@ -160,7 +160,7 @@ def test_raw_export_and_anchors_file_decode_like_keras(fixed_detector, tmp_path)
     np.testing.assert_allclose((yc - h / 2) * SIZE, corner[:, 0], atol=1e-3)
 
 
-def test_int8_detector_is_integer_up_to_the_postprocess_tail(tiny_detector):
+def test_int8_detector_is_integer_up_to_the_postprocess_tail(tiny_detector, tmp_path):
     images = [np.random.default_rng(i).uniform(0, 255, (1, SIZE, SIZE, 3)).astype("float32")
               for i in range(4)]
     payload = convert_detector(tiny_detector, "int8", representative=images,
@@ -172,6 +172,10 @@ def test_int8_detector_is_integer_up_to_the_postprocess_tail(tiny_detector):
     for detail in interpreter.get_tensor_details():
         assert all(int(d) > 0 for d in detail["shape_signature"]) or not len(
             detail["shape_signature"]), detail["name"]
+    path = tmp_path / "det.tflite"
+    path.write_bytes(payload)
+    with pytest.raises(ValueError, match="CompiledModel cannot run"):
+        load_runtime(path, "compiled_model")  # the custom op's outputs cannot be allocated
     report = edgetpu_report(payload)
     on_cpu = [(op.op, op.reason) for op in report.ops if not op.mapped]
     # The boxes' clip to [0, 1] after the op stays float (no QUANTIZE after the op).
