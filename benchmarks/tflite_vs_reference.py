@@ -38,6 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 
 HERE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(HERE))  # "after" is this checkout, whatever keras_efficient is installed
 MODELS = {"lite0-det": "efficientdet-lite0", "d0-det": "efficientdet-d0", "b0": "efficientnetb0"}
 # row key suffix -> (quantization, ending (detectors), score threshold)
 DETECTOR_ROWS = {"int8": ("int8", "custom_op", 0.05), "int8_thr0": ("int8", "custom_op", 0.0),
