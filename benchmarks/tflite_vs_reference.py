@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -95,21 +96,25 @@ def export(tree: Path, name: str, quantization: str, ending: str, threshold: flo
            path: Path) -> dict[str, float]:
     """Export one file with the keras_efficient of ``tree`` in a fresh process."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    # cwd = tree: "python -c" puts the working folder first on sys.path, before PYTHONPATH.
     result = subprocess.run([sys.executable, "-c", EXPORT, name, quantization, ending,
-                             str(threshold), str(path)], capture_output=True, text=True, env=env)
+                             str(threshold), str(path)], capture_output=True, text=True, env=env,
+                            cwd=tree)
     if result.returncode != 0:
         raise RuntimeError(f"export {path.name} with {tree} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def rows_for(key: str, before: bool) -> dict[str, tuple[str, str, float]]:
-    """Row suffix -> export settings; the before tree's network only is its "none" ending."""
+def rows_for(key: str, before: bool,
+             only: Sequence[str] = ()) -> dict[str, tuple[str, str, float]]:
+    """Row suffix -> export settings (``only``: these suffixes); the before tree's network only
+    is its "none" ending."""
     if not key.endswith("-det"):
-        return dict(CLASSIFIER_ROWS)
-    rows = dict(DETECTOR_ROWS)
+        return {k: v for k, v in CLASSIFIER_ROWS.items() if not only or k in only}
+    rows = {k: v for k, v in DETECTOR_ROWS.items() if not only or k in only}
     if key == "d0-det":  # D0's export is slow: the threshold-0 row only for Lite0, as issue 16
-        del rows["int8_thr0"]
-    if before:
+        rows.pop("int8_thr0", None)
+    if before and "int8_network" in rows:
         rows["int8_network"] = ("int8", "none", 0.05)
     return rows
 
@@ -158,6 +163,8 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=10, help="ops listed by the profile")
     parser.add_argument("--compiled-model", dest="compiled", action="store_true")
     parser.add_argument("--output", type=Path, help="folder for the files (default: temp)")
+    parser.add_argument("--rows", nargs="*", default=(),
+                        help="only these rows (int8, int8_thr0, int8_network, fp32)")
     parser.add_argument("--reuse", action="store_true",
                         help="time the files already in --output instead of exporting again")
     args = parser.parse_args()
@@ -170,14 +177,14 @@ def main() -> None:
     costs: dict[str, dict[str, float]] = {}
     profiled: dict[str, Path] = {}
     for key in args.models:  # one model at a time: a late failure keeps the earlier rows
-        files = export_model(key, trees, folder, args.reuse, costs)
+        files = export_model(key, trees, folder, args.reuse, costs, args.rows)
         if args.reference:
-            for suffix in rows_for(key, False):
+            for suffix in rows_for(key, False, args.rows):
                 path = args.reference / f"{key}_{suffix}.tflite"
                 if path.exists():
                     files[f"reference {key}_{suffix}"] = path
         medians, partitions = time_interleaved(files, args.runs, args.threads, args.compiled)
-        print_rows(key, medians, partitions)
+        print_rows(key, medians, partitions, args.rows)
         profiled.update({label: path for label, path in files.items()
                          if not label.startswith("reference")
                          and label.endswith(("int8_network", "b0_int8"))})
@@ -196,11 +203,12 @@ def main() -> None:
 
 
 def export_model(key: str, trees: dict[str, Path], folder: Path, reuse: bool,
-                 costs: dict[str, dict[str, float]]) -> dict[str, Path]:
+                 costs: dict[str, dict[str, float]], only: Sequence[str]) -> dict[str, Path]:
     """Export every row of ``key`` with every tree; the files by label."""
     files = {}
     for side, tree in trees.items():
-        for suffix, (quantization, ending, threshold) in rows_for(key, side == "before").items():
+        for suffix, (quantization, ending, threshold) in rows_for(key, side == "before",
+                                                                  only).items():
             label = f"{side} {key}_{suffix}"
             path = folder / f"{side}_{key}_{suffix}.tflite"
             if not (reuse and path.exists()):
@@ -215,14 +223,15 @@ def export_model(key: str, trees: dict[str, Path], folder: Path, reuse: bool,
     return files
 
 
-def print_rows(key: str, medians: dict[str, float], partitions: dict[str, int]) -> None:
+def print_rows(key: str, medians: dict[str, float], partitions: dict[str, int],
+               only: Sequence[str]) -> None:
     """The model's rows: one column per side, the ratios, the XNNPACK partitions."""
     columns = [side for side in ("before", "after", "reference")
                if any(label.startswith(f"{side} {key}") for label in medians)]
     print(f"\n{'row':<22}" + "".join(f"{c:>11}" for c in columns)
           + ("    after/before" if "before" in columns else "")
           + ("  after/reference" if "reference" in columns else "") + "   XNNPACK partitions")
-    for suffix in rows_for(key, False):
+    for suffix in rows_for(key, False, only):
         row = {c: medians.get(f"{c} {key}_{suffix}") for c in columns}
         cells = "".join(f"{'-' if row[c] is None else f'{row[c]:.2f}':>11}" for c in columns)
         ratios = ""
