@@ -78,8 +78,8 @@ if not ending:
 elif ending == "custom_op":
     delta = float("nan")  # detections: compared on AP by the export pipeline, not here
 else:
-    from keras_efficient.detection.postprocess import flatten_network_outputs
-    if ending == "network":
+    if ending == "network":  # a before tree has no "network" ending (nor this function)
+        from keras_efficient.detection.postprocess import flatten_network_outputs
         logits, boxes = flatten_network_outputs(outputs)
     else:
         boxes, scores = outputs
