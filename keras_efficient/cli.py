@@ -294,6 +294,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                     "input_size": args.image_size}
     if args.mixed_precision:
         values["mixed_precision"] = True
+    if args.qat:
+        values["qat"] = True
     _require(values, ("train_json", "train_images", "output_dir"), "train")
     unknown = set(values) - {f.name for f in dataclasses.fields(DetectorTrainConfig)}
     if unknown:
@@ -422,6 +424,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     assert isinstance(job, ExportJob)
     if recipe is None:
         recipe = load_recipe("server" if job.weights_origin == "random" else "android-int8")
+    if args.float_layers or args.float_worst:
+        recipe = dataclasses.replace(recipe, float_layers=tuple(args.float_layers or ()),
+                                     float_worst=args.float_worst)
     output = Path(args.output or ARTIFACT_DIR / f"{job.model.name}-{recipe.name}")
     manifest = export_job(job, recipe, output, debug_quantization=args.debug_quantization)
     from keras_efficient.export.bench import format_table
@@ -565,6 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "Task Library and MediaPipe feed; train so for those apps)")
     train.add_argument("--freeze-backbone", dest="freeze_backbone", action="store_true")
     train.add_argument("--mixed-precision", dest="mixed_precision", action="store_true")
+    train.add_argument("--qat", action="store_true",
+                       help="quantization-aware fine-tuning of the trained detector in "
+                            "--weights (its int8 export then needs no calibration)")
     train.add_argument("--on-error", dest="on_error", choices=("raise", "skip"),
                        help="bad annotations / unreadable images: raise (default) or skip "
                        "them (counted and reported)")
@@ -615,6 +623,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also report each layer's int8 error (TensorFlow's "
                              "QuantizationDebugger): quantization_debug.csv/.md/.png in the "
                              "folder, the N worst layers (default 10) in manifest.json")
+    export.add_argument("--float-layers", dest="float_layers", nargs="+", metavar="NAME",
+                        help="selective int8: keep these layers (Keras layer or tensor names) "
+                             "float; float input, CPU/GPU recipes only (not edgetpu)")
+    export.add_argument("--float-worst", dest="float_worst", type=int, default=0, metavar="N",
+                        help="selective int8: keep the N worst layers of the per-layer "
+                             "quantization report float (not for edgetpu)")
     export.set_defaults(func=cmd_export)
     bench.add_argument("--output", help="folder for the artifacts and bench.png (default: a "
                        "temporary folder)")

@@ -46,6 +46,7 @@ from keras_efficient.detection.postprocess import (
     tflite_custom_op_signature,
     tflite_detection_postprocess,
 )
+from keras_efficient.export.qat_tflite import convert_quantization_aware
 from keras_efficient.export.tflite import (
     check_options,
     check_representative,
@@ -201,11 +202,30 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def check_quantization_aware(name: str, quantization: str, float_layers: Sequence[str],
+                             float_worst: int) -> None:
+    """A quantization-aware detector exports to int8 only, every layer integer.
+
+    Example::
+
+        check_quantization_aware("d0", "float16", (), 0)  # ValueError
+    """
+    if quantization != "int8":
+        raise ValueError(f"{name} is quantization-aware (trained with qat=True): it exports "
+                         f"to int8, with the ranges it was trained with, not to "
+                         f"{quantization!r}; export the float detector it was fine-tuned from "
+                         "for other formats.")
+    if float_layers or float_worst:
+        raise ValueError(f"{name} is quantization-aware: every layer is trained for int8, so "
+                         "float_layers/float_worst do not apply.")
+
+
 def convert_detector(detector: Any, quantization: str = "float32", *,
                      options: PostprocessOptions | None = None,
                      representative: Iterable[np.ndarray] | None = None,
                      input_type: str = "float32",
                      work_dir: str | os.PathLike[str] | None = None,
+                     float_layers: Sequence[str] = (), float_worst: int = 0,
                      edgetpu: bool = False) -> bytes:
     """Convert a raw EfficientDet (``keras_efficient.EfficientDet``) to TFLite bytes.
 
@@ -214,19 +234,31 @@ def convert_detector(detector: Any, quantization: str = "float32", *,
     stays float, as the EdgeTPU and the Task Library expect. ``work_dir``: where the temporary
     SavedModel goes (default: the system temp folder). ``edgetpu``: the artifact is for the
     EdgeTPU (nearest upsampling stays ``RESIZE_NEAREST_NEIGHBOR``, which it maps; CPU exports
-    lower it to repeats that XNNPACK delegates).
+    lower it to repeats that XNNPACK delegates); with it, float layers are refused.
+    ``float_layers`` / ``float_worst``: selective int8 (float input, CPU/GPU only), as in
+    :func:`keras_efficient.export.tflite.convert`.
+
+    A quantization-aware detector (``qat=True``, :mod:`keras_efficient.training.qat`) converts
+    to int8 from its own ranges: ``representative`` is not used
+    (:func:`~keras_efficient.export.qat_tflite.convert_quantization_aware`).
 
     Example::
 
         payload = convert_detector(model, "int8", representative=images,
                                    input_type="uint8")
+        payload = convert_detector(model, "int8", representative=images, float_worst=3)
     """
     import keras
 
     options = options or PostprocessOptions()
-    check_options(quantization, input_type, edgetpu=edgetpu)
+    check_options(quantization, input_type, float_layers=float_layers,
+                  float_worst=float_worst, edgetpu=edgetpu)
     shape = static_input_shape(detector)
-    representative = check_representative(representative, quantization, shape)
+    qat = bool(getattr(detector, "qat", False))
+    if qat:
+        check_quantization_aware(detector.name, quantization, float_layers, float_worst)
+    else:
+        representative = check_representative(representative, quantization, shape)
     if not isinstance(getattr(detector, "output", None), dict) or "class_logits" not in (
             detector.output):
         raise ValueError(f"{detector.name} is not a raw EfficientDet (its outputs must be the "
@@ -240,9 +272,17 @@ def convert_detector(detector: Any, quantization: str = "float32", *,
             archive.add_endpoint("serve", serve, input_signature=[
                 tf.TensorSpec(shape, tf.float32, name="image")])
             archive.write_out(folder, verbose=False)
-        payload = convert_saved_model(folder, quantization, shape=shape, name=detector.name,
-                                      representative=representative, input_type=input_type,
-                                      custom_ops=options.postprocess == "custom_op")
+        if qat:
+            payload = convert_quantization_aware(
+                folder, name=detector.name, input_type=input_type,
+                custom_ops=options.postprocess == "custom_op")
+        else:
+            payload = convert_saved_model(folder, quantization, shape=shape,
+                                          name=detector.name, representative=representative,
+                                          input_type=input_type,
+                                          custom_ops=options.postprocess == "custom_op",
+                                          float_layers=float_layers, float_worst=float_worst,
+                                          edgetpu=edgetpu)
     names = (tuple(per_level_outputs(detector)) if options.postprocess == "network"
              else options.output_names)
     return reorder_outputs(payload, names)

@@ -166,17 +166,19 @@ class _Export:
         job, recipe = self.job, self.recipe
         input_type = recipe.input_type if quantization == "int8" else "float32"
         edgetpu = recipe.edgetpu and quantization == "int8"
+        selective: dict[str, Any] = {"edgetpu": edgetpu}
+        if quantization == "int8":
+            selective.update(float_layers=recipe.float_layers, float_worst=recipe.float_worst)
         step = "convert"
         try:
             if job.is_detector:
                 payload = convert_detector(job.model, quantization,
                                            options=self.options, representative=self.samples,
                                            input_type=input_type, work_dir=self.staging,
-                                           edgetpu=edgetpu)
+                                           **selective)
             else:
                 payload = convert(job.model, quantization, representative=self.samples,
-                                  input_type=input_type, work_dir=self.staging,
-                                  edgetpu=edgetpu)
+                                  input_type=input_type, work_dir=self.staging, **selective)
             step = "metadata"
             metadata = self.metadata_applies()
             if metadata:

@@ -17,7 +17,10 @@ metadata into every ``.tflite``; ``edgetpu`` adds the EdgeTPU report to int8 exp
 compiles them when ``edgetpu_compiler`` is installed. ``consumer_resize`` says how the target's
 apps feed a detector (``"stretch"``: the Task Library and MediaPipe resize every image to the
 input): the verification then also measures AP fed that way and warns, with the measured
-difference, when the detector was trained otherwise.
+difference, when the detector was trained otherwise. ``float_layers`` (layer or tensor names)
+and ``float_worst`` (the N worst layers of the per-layer quantization report) keep those layers
+float in the int8 export (selective quantization: float input, CPU/GPU targets only; refused
+with ``edgetpu``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 
 from keras_efficient.configs.efficientdet import check_resize
 from keras_efficient.export.detector_tflite import PostprocessOptions
-from keras_efficient.export.tflite import INPUT_TYPES, QUANTIZATIONS
+from keras_efficient.export.tflite import INPUT_TYPES, QUANTIZATIONS, check_options
 
 FORMATS = ("saved_model", *QUANTIZATIONS)
 
@@ -69,6 +72,8 @@ class Recipe:
     metadata: bool = True
     edgetpu: bool = False
     consumer_resize: str | None = None
+    float_layers: tuple[str, ...] = ()
+    float_worst: int = 0
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.formats if f not in FORMATS]
@@ -88,8 +93,13 @@ class Recipe:
                 raise ValueError(f"Recipe {self.name!r}: consumer_{error}") from error
         if self.edgetpu and "int8" not in self.formats:
             raise ValueError(f"Recipe {self.name!r}: edgetpu needs the int8 format.")
+        if (self.float_layers or self.float_worst) and "int8" not in self.formats:
+            raise ValueError(f"Recipe {self.name!r}: float_layers/float_worst apply to the int8 "
+                             "format, which the recipe does not produce.")
         try:
             self.postprocess_options()
+            check_options("int8", self.input_type, float_layers=self.float_layers,
+                          float_worst=self.float_worst, edgetpu=self.edgetpu)
         except ValueError as error:
             raise ValueError(f"Recipe {self.name!r}: {error}") from error
 
@@ -135,4 +145,6 @@ def load_recipe(name_or_path: str | os.PathLike[str], directory: Path = RECIPE_D
                          f"{sorted(fields)}.")
     values.setdefault("name", path.stem)
     values["formats"] = tuple(values.get("formats", ()))
+    if "float_layers" in values:
+        values["float_layers"] = tuple(values["float_layers"])
     return Recipe(**values)
