@@ -30,6 +30,7 @@ from keras_efficient.configs.efficientdet import (
 from keras_efficient.configs.efficientnet import EfficientNetScaling
 from keras_efficient.detection.bifpn import bifpn
 from keras_efficient.detection.heads import box_head, class_head
+from keras_efficient.layers.quantize_graph import quantize_graph
 from keras_efficient.models.efficientnet import (
     EfficientNet,
     preprocessing_layers,
@@ -113,6 +114,11 @@ class EfficientDetector(keras.Model):
     ``resize`` mode it was trained with (``"letterbox"``, automl's, or ``"stretch"``, as the
     Task Library and MediaPipe feed; see ``configs.efficientdet.RESIZE_MODES``).
 
+    ``qat=True`` builds the quantization-aware twin (fake-quantized weights and activations,
+    batch normalization folded: :func:`keras_efficient.layers.quantize_graph.quantize_graph`),
+    which :func:`keras_efficient.training.qat.quantization_aware` fills from a trained detector
+    and the int8 export converts without calibration.
+
     It is a functional Keras model (keras-hub's task models are the pattern): ``get_config``
     holds these, so inference, evaluation and export take the model alone and a trained
     detector saves to, and reloads from, one ``.keras`` file with ``safe_mode=True``. Build it
@@ -130,7 +136,7 @@ class EfficientDetector(keras.Model):
     def __init__(self, spec: EfficientDetSpec | Mapping[str, object] | str,
                  num_classes: int = 90, *, image_size: Sequence[int] | None = None,
                  label_map: object = None, pretrained: str | None = None,
-                 resize: str = "letterbox", name: str | None = None,
+                 resize: str = "letterbox", qat: bool = False, name: str | None = None,
                  **kwargs: object) -> None:
         if isinstance(spec, str):
             spec = get_efficientdet_spec(spec)
@@ -148,7 +154,13 @@ class EfficientDetector(keras.Model):
         levels = bifpn(features, spec)
         outputs = {"class_logits": class_head(levels, spec, num_classes),
                    "box_regression": box_head(levels, spec)}
+        if qat:
+            float_graph = keras.Model(image, outputs)
+            if not scaling.lite:
+                set_imagenet_normalization(float_graph)
+            image, outputs = quantize_graph(float_graph)
         super().__init__(inputs=image, outputs=outputs, name=name or spec.name, **kwargs)
+        self.qat = bool(qat)
         self.spec = spec
         self.num_classes = int(num_classes)
         self.image_size: tuple[int, int] = (size[0], size[1])
@@ -189,7 +201,7 @@ class EfficientDetector(keras.Model):
                 "image_size": list(self.image_size),
                 "label_map": None if self.label_map is None else [list(p)
                                                                   for p in self.label_map],
-                "pretrained": self.pretrained, "resize": self.resize}
+                "pretrained": self.pretrained, "resize": self.resize, "qat": self.qat}
 
     @classmethod
     def from_config(cls, config: dict[str, object]) -> EfficientDetector:

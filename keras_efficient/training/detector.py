@@ -42,6 +42,7 @@ from keras_efficient.training.callbacks import (
 )
 from keras_efficient.training.loop import barrier, fit_distributed
 from keras_efficient.training.output_folder import prepare_output_folder
+from keras_efficient.training.qat import quantization_aware
 from keras_efficient.training.schedules import scaled_learning_rate, warmup_cosine
 from keras_efficient.training.strategy import choose_strategy, is_chief, worker_index
 from keras_efficient.training.targets import with_targets
@@ -61,6 +62,10 @@ class DetectorTrainConfig:
                                      model="lite0", spec_overrides={"input_size": 384},
                                      batch_size=16, epochs=50, optimizer="adamw")
         config.spec().input_size, config.peak_learning_rate()  # 384, 0.02 (0.08 per 64 images)
+
+    ``qat=True``: quantization-aware fine-tuning of the trained detector in ``weights``
+    (:mod:`keras_efficient.training.qat`); the saved detector exports to int8 without
+    calibration.
     """
 
     train_json: str
@@ -89,6 +94,7 @@ class DetectorTrainConfig:
     weights: str | None = None
     backbone_weights: str | None = None
     freeze_backbone: bool = False
+    qat: bool = False
     on_error: str = "raise"
     seed: int = 0
     verbose: int | str = "auto"
@@ -250,6 +256,11 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
                                     label_map=list(zip(data.category_ids, data.class_names,
                                                        strict=True)),
                                     resize=config.resize)
+            if config.qat:
+                if config.weights is None:
+                    raise ValueError("qat=True fine-tunes a trained detector: pass its weights "
+                                     "(weights='runs/float/detector.keras').")
+                detector = quantization_aware(detector)
             if config.freeze_backbone:
                 for layer in detector.layers:
                     if layer.name.startswith(BACKBONE_PREFIXES):
