@@ -196,6 +196,9 @@ class _Export:
                 "ops": op_histogram(interpreter), "tensor_types": tensor_types(interpreter),
                 "metadata": metadata, "accuracy": self.accuracy(path),
             }
+            if getattr(job.model, "qat", False):
+                # Ranges from quantization-aware training, not from the representative images.
+                entry["calibration"] = "quantization-aware training (no representative images)"
             step = "latency"
             entry["latency_ms"] = {f"{t}_threads": latency_ms(path, self.samples[0], t,
                                                               recipe.latency_runs)
