@@ -18,14 +18,26 @@ RAW = PostprocessOptions(postprocess="none")
 
 @pytest.fixture(scope="module")
 def detector():
-    """A tiny detector whose box predictor is hard to quantize: one output channel is offset
-    by 40, so an int8 box output has steps of about 0.2 where the others need 0.001."""
+    """A tiny detector whose box predictor int8 cannot compute (as ``toy_hard`` in
+    test_quant_debug): its input channels 0 and 1 are equal at every level, and every output
+    channel weighs them 50 and −49.9, a small difference of large terms that int8 weights
+    (per-channel step 50/127) cannot resolve."""
     model = EfficientDet(tiny_spec(), num_classes=3)
     randomize(model, seed=3)
+    conv = model.get_layer("box_net_conv0")
+    depthwise, pointwise, bias = conv.get_weights()
+    pointwise[..., 1], bias[1] = pointwise[..., 0], bias[0]
+    conv.set_weights([depthwise, pointwise, bias])
+    for level in (3, 4, 5):
+        bn = model.get_layer(f"box_net_bn0_p{level}")
+        values = bn.get_weights()
+        for value in values:
+            value[1] = value[0]
+        bn.set_weights(values)
     predict = model.get_layer("box_net_predict")
-    *kernels, bias = predict.get_weights()
-    bias[0] = 40.0
-    predict.set_weights([*kernels, bias])
+    depthwise, pointwise, bias = predict.get_weights()
+    depthwise[:, :, 1], pointwise[0, 0, 0], pointwise[0, 0, 1] = depthwise[:, :, 0], 50.0, -49.9
+    predict.set_weights([depthwise, pointwise, bias])
     return model
 
 
@@ -54,7 +66,7 @@ def _error(payload, detector, images):
 def test_selective_detector_export_runs_and_beats_full_int8(detector, images):
     full = convert_detector(detector, "int8", options=RAW, representative=images)
     selective = convert_detector(detector, "int8", options=RAW, representative=images,
-                                 float_layers=["box_net_predict", "box_regression"])
+                                 float_layers=["box_net_predict"])
     full_error, selective_error = _error(full, detector, images), _error(selective, detector,
                                                                          images)
     assert selective_error < 0.5 * full_error, (selective_error, full_error)
