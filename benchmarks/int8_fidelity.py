@@ -68,8 +68,8 @@ def train(root: Path, models: Sequence[str], size: int, epochs: int) -> None:
         train_detector(config)
 
 
-METHODS = ("int8 cal-100 train", "qat", "int16x8", "selective-3", "int8 cal-10 train",
-           "int8 cal-50 val", "int8 cal-100 flip")
+METHODS = ("int8 cal-100 train", "qat", "float fine-tune control", "int16x8", "selective-3",
+           "int8 cal-10 train", "int8 cal-50 val", "int8 cal-100 flip")
 DEBUG_IMAGES = 32
 QAT_EPOCHS = 3
 QAT_LEARNING_RATE = 0.0005
@@ -79,13 +79,15 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def qat_fine_tune(root: Path, name: str, size: int) -> Any:
-    """``train --qat``: a short quantization-aware fine-tune of the trained float detector."""
+def qat_fine_tune(root: Path, name: str, size: int, qat: bool = True) -> Any:
+    """``train --qat``: a short quantization-aware fine-tune of the trained float detector
+    (``qat=False``: the same fine-tune in float, the control that separates the extra training
+    from the quantization awareness)."""
     import keras
 
     from keras_efficient.training.detector import DetectorTrainConfig, train_detector
 
-    folder = root / name / "qat"
+    folder = root / name / ("qat" if qat else "float_fine_tune")
     if not (folder / "detector.keras").is_file():
         data = make_data(root, size)
         config = DetectorTrainConfig(
@@ -94,8 +96,9 @@ def qat_fine_tune(root: Path, name: str, size: int) -> Any:
             batch_size=16, epochs=QAT_EPOCHS, steps_per_epoch=20,
             learning_rate=QAT_LEARNING_RATE, warmup_epochs=0.0, optimizer="adamw",
             weight_decay=1e-4, ema_decay=None, scale_range=(0.8, 1.25), seed=1, verbose=0,
-            weights=str(root / name / "train" / "detector.keras"), qat=True)
-        log(f"{name}: QAT fine-tune, {QAT_EPOCHS} epochs x 20 steps x 16 images, "
+            weights=str(root / name / "train" / "detector.keras"), qat=qat)
+        kind = "QAT" if qat else "float"
+        log(f"{name}: {kind} fine-tune, {QAT_EPOCHS} epochs x 20 steps x 16 images, "
             f"lr {QAT_LEARNING_RATE}")
         train_detector(config)
     return keras.saving.load_model(folder / "detector.keras", safe_mode=True)
@@ -151,6 +154,10 @@ def measure_model(root: Path, name: str, size: int, methods: Sequence[str],
         if method == "qat":
             qat = qat_fine_tune(root, name, size)
             return qat, convert_detector(qat, "int8", options=options, input_type="uint8")
+        if method == "float fine-tune control":
+            tuned = qat_fine_tune(root, name, size, qat=False)
+            return tuned, convert_detector(tuned, "int8", options=options,
+                                           representative=train_images, input_type="uint8")
         images = calibration[method]
         if method == "int16x8":
             return model, convert_detector(model, "int16x8", options=options,
@@ -173,9 +180,9 @@ def measure_model(root: Path, name: str, size: int, methods: Sequence[str],
                "delta": got["AP"] - float_ap["AP"], "bytes": len(payload),
                "latency_ms": latency_ms(path, train_images[0], 2, runs),
                "edgetpu": _edgetpu(edgetpu_report, payload)}
-        if reference is not model:  # QAT: also against its own fake-quantized Keras model
-            row["keras_qat_AP"] = detection_ap(keras_detector_predict_fn(reference, options),
-                                               held_out)["AP"]
+        if reference is not model:  # fine-tuned: also against its own Keras model
+            row["keras_AP"] = detection_ap(keras_detector_predict_fn(reference, options),
+                                           held_out)["AP"]
         rows.append(row)
         log(json.dumps(row))
     rows[0]["worst_layers"] = worst
