@@ -102,6 +102,7 @@ def test_qat_converts_fully_integer_and_matches_the_fake_quantized_model(qat_run
             assert np.abs(got - want).mean() <= step
 
 
+@pytest.mark.slow  # a second detector conversion (30 s); the default tier converts once above
 def test_qat_export_passes_the_edgetpu_report_and_refuses_other_formats(qat_run):
     _, qat = qat_run
     payload = convert_detector(qat, "int8", input_type="uint8")  # the custom post-process op
