@@ -277,3 +277,34 @@ class EpochLog(keras.callbacks.Callback):
                           if isinstance(v, int | float))
         print(f"epoch {epoch + 1}/{self.epochs} ({time.perf_counter() - self.started:.0f}s) "
               f"{values}", file=self.stream, flush=True)
+
+
+class CompileNotice(keras.callbacks.Callback):
+    """Say, before a run's first step, that it traces and optimizes the training graph, and then
+    how long that took, so that the silent first step is explained while it happens.
+
+    Example::
+
+        model.fit(data, callbacks=[CompileNotice()])
+        # compiling the training step (the first step traces and optimizes the graph, ...)...
+        # training step compiled and run once in 21.3 s
+    """
+
+    def __init__(self, stream: Any = None, clock: Any = time.perf_counter) -> None:
+        super().__init__()
+        self.stream = stream or sys.stdout
+        self.clock = clock
+        self.started: float | None = None
+        self.seconds: float | None = None
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.started is None:
+            print("compiling the training step (the first step traces and optimizes the "
+                  "graph, once per run)...", file=self.stream, flush=True)
+            self.started = self.clock()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.started is not None and self.seconds is None:
+            self.seconds = self.clock() - self.started
+            print(f"training step compiled and run once in {self.seconds:.1f} s",
+                  file=self.stream, flush=True)

@@ -34,6 +34,7 @@ from keras_efficient.detection.anchors import generate_anchors
 from keras_efficient.files import atomic_path, make_staging_folder, write_json_atomic
 from keras_efficient.models.efficientdet import EfficientDet
 from keras_efficient.training.callbacks import (
+    CompileNotice,
     EpochLog,
     SafeBackupAndRestore,
     SaveWeights,
@@ -300,6 +301,8 @@ def train_detector(config: DetectorTrainConfig, *, strategy: tf.distribute.Strat
         callbacks.append(SaveWeights(detector, work / WEIGHTS_FILE))
         if _tensorboard_available():
             callbacks.append(keras.callbacks.TensorBoard(str(work / "logs")))
+        if chief:
+            callbacks.append(CompileNotice())
         if config.verbose == 0 and chief:
             callbacks.append(EpochLog(config.epochs))
         callbacks.extend(extra_callbacks)

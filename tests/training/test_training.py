@@ -148,10 +148,13 @@ def test_killed_training_resumes_from_the_last_checkpoint(tiny_data, tmp_path):
     assert not (tmp_path / "backup").exists()
 
 
-def test_mixed_precision_training_runs_and_restores_the_policy(tiny_data, tmp_path):
+def test_mixed_precision_training_runs_and_restores_the_policy(tiny_data, tmp_path, capsys):
     before = keras.config.dtype_policy().name
     result = train_detector(config(tiny_data, tmp_path, epochs=1, steps_per_epoch=2,
                                    mixed_precision=True))
+    printed = capsys.readouterr().out  # train_detector's CompileNotice, around the first step
+    assert printed.count("compiling the training step") == 1
+    assert printed.count("training step compiled and run once in") == 1
     assert result.detector.get_layer("class_net_conv0").compute_dtype == "float16"
     assert np.isfinite(result.history["loss"]).all()
     assert keras.config.dtype_policy().name == before
