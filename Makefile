@@ -49,6 +49,7 @@ lint: $(STAMP) ## ruff, mypy and the import-direction contract
 bench: $(STAMP) ## latency of our models vs keras.applications, side by side
 	$(PY) benchmarks/latency.py
 	$(PY) benchmarks/detection_latency.py
+	$(PY) benchmarks/keras_network_latency.py --rounds 2 --profile $(if $(BEFORE),--baseline $(BEFORE))
 	$(PY) benchmarks/training_throughput.py
 	$(PY) benchmarks/export_latency.py
 	$(PY) benchmarks/tflite_vs_reference.py --profile --compiled-model \
