@@ -185,7 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                args.automl, args.profile)))
         return 0
     chosen = variants(args)
-    report = []
+    print(f"Keras EfficientDet network, batch 1, tf.function; {args.rounds} fresh processes per "
+          f"variant (alternating) x {args.runs} calls; ms", flush=True)
+    print(f"{'model':<7}{'variant':<10}{'median':>9}{'min':>9}{'/automl':>7}{'1st call s':>10}")
     for name in args.models:
         samples: dict[str, list[float]] = collections.defaultdict(list)
         first: dict[str, list[float]] = collections.defaultdict(list)
@@ -202,19 +204,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for label, _, _ in chosen:
             median = statistics.median(samples[label])
             ratio = f"{median / reference:7.2f}" if reference else f"{'-':>7}"
-            report.append(f"{name:<7}{label:<10}{median:9.1f}{min(samples[label]):9.1f}"
-                          f"{ratio}{statistics.median(first[label]):10.1f}")
+            print(f"{name:<7}{label:<10}{median:9.1f}{min(samples[label]):9.1f}{ratio}"
+                  f"{statistics.median(first[label]):10.1f}", flush=True)
         if args.profile:
             for label, kind, jit in chosen:
                 ops = spawn(kind, name, args, jit=jit, profile=True)["ops"]
                 total = sum(ms for _, ms, _ in ops)
-                report.append(f"  {name} {label}: op time {total:.1f} ms/call; top op types:")
-                report += [f"    {op:<26}{ms:8.2f} ms {count:5d} ops"
-                           for op, ms, count in ops[:args.top]]
-    print(f"Keras EfficientDet network, batch 1, tf.function; {args.rounds} fresh processes per "
-          f"variant (alternating) x {args.runs} calls; ms")
-    print(f"{'model':<7}{'variant':<10}{'median':>9}{'min':>9}{'/automl':>7}{'1st call s':>10}")
-    print("\n".join(report))
+                print(f"  {name} {label}: op time {total:.1f} ms/call; top op types:")
+                print("\n".join(f"    {op:<26}{ms:8.2f} ms {count:5d} ops"
+                                for op, ms, count in ops[:args.top]), flush=True)
     return 0
 
 
