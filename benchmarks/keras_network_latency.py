@@ -14,8 +14,10 @@ of this shared machine drifts over all of them alike. Variants:
   Never vendored: give a checkout of your own. Its network takes normalized images (automl
   normalizes outside the graph); ours normalizes in the graph (one multiply-add).
 
-``--profile`` adds, per variant, the top op types of one extra process under ``tf.profiler``
-(per node: mean of the fastest half of the profiled calls, so that other jobs' noise drops out).
+Each call is timed in wall-clock time and in process CPU time (all threads): on a loaded machine
+the CPU time is the steadier measure of the work a call does. ``--profile`` adds, per variant,
+the top op types of one extra process under ``tf.profiler`` (per node: mean of the fastest half
+of the profiled calls, so that other jobs' noise drops out).
 
     .venv/bin/python benchmarks/keras_network_latency.py [--models lite0 d0] [--rounds 4]
         [--runs 15] [--jit] [--baseline /tmp/main-snapshot]
@@ -88,12 +90,13 @@ def child(kind: str, name: str, runs: int, warmup: int, jit: bool, automl: str |
         _call(fn, image)
     if profile:
         return {"ops": op_profile(fn, image, runs)}
-    times = []
+    times, cpu = [], []
     for _ in range(runs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         _call(fn, image)
         times.append((time.perf_counter() - start) * 1000.0)
-    return {"build_s": built, "first_call_s": first, "ms": times}
+        cpu.append((time.process_time() - start_cpu) * 1000.0)
+    return {"build_s": built, "first_call_s": first, "ms": times, "cpu_ms": cpu}
 
 
 def op_profile(fn: Callable[[Any], Any], image: Any, runs: int) -> list[tuple[str, float, int]]:
@@ -187,9 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = variants(args)
     print(f"Keras EfficientDet network, batch 1, tf.function; {args.rounds} fresh processes per "
           f"variant (alternating) x {args.runs} calls; ms", flush=True)
-    print(f"{'model':<7}{'variant':<10}{'median':>9}{'min':>9}{'/automl':>7}{'1st call s':>10}")
+    print("wall: median and min of the calls; cpu: median process CPU time of a call (all "
+          "threads; robust to other jobs' load); /automl: median ratios")
+    print(f"{'model':<7}{'variant':<10}{'wall':>9}{'min':>9}{'cpu':>9}{'wall/aml':>9}"
+          f"{'cpu/aml':>9}{'1st call s':>11}")
     for name in args.models:
         samples: dict[str, list[float]] = collections.defaultdict(list)
+        cpu: dict[str, list[float]] = collections.defaultdict(list)
         first: dict[str, list[float]] = collections.defaultdict(list)
         for round_ in range(args.rounds):
             order = chosen if round_ % 2 == 0 else chosen[::-1]
@@ -198,14 +205,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                       file=sys.stderr, flush=True)
                 result = spawn(kind, name, args, jit=jit)
                 samples[label] += result["ms"]
+                cpu[label] += result["cpu_ms"]
                 first[label].append(result["first_call_s"])
         print(file=sys.stderr)
-        reference = statistics.median(samples["automl"]) if "automl" in samples else None
+        reference = {key: statistics.median(values["automl"]) for key, values in
+                     (("wall", samples), ("cpu", cpu)) if "automl" in values}
         for label, _, _ in chosen:
-            median = statistics.median(samples[label])
-            ratio = f"{median / reference:7.2f}" if reference else f"{'-':>7}"
-            print(f"{name:<7}{label:<10}{median:9.1f}{min(samples[label]):9.1f}{ratio}"
-                  f"{statistics.median(first[label]):10.1f}", flush=True)
+            median, median_cpu = statistics.median(samples[label]), statistics.median(cpu[label])
+            ratios = "".join(f"{value / reference[key]:9.2f}" if key in reference else f"{'-':>9}"
+                             for key, value in (("wall", median), ("cpu", median_cpu)))
+            print(f"{name:<7}{label:<10}{median:9.1f}{min(samples[label]):9.1f}{median_cpu:9.1f}"
+                  f"{ratios}{statistics.median(first[label]):11.1f}", flush=True)
         if args.profile:
             for label, kind, jit in chosen:
                 ops = spawn(kind, name, args, jit=jit, profile=True)["ops"]
