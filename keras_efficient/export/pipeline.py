@@ -359,7 +359,8 @@ def export_model(model: Any, recipe: Recipe, output_dir: str | os.PathLike[str],
                            static_input_shape(model))
     manifest: dict[str, Any] = {"model": model.name, "weights": weights_origin,
                                 "recipe": {**dataclasses.asdict(recipe),
-                                           "formats": list(recipe.formats)},
+                                           "formats": list(recipe.formats),
+                                           "float_layers": list(recipe.float_layers)},
                                 "versions": _versions(),
                                 "task": "detection" if job.is_detector else "classification",
                                 "artifacts": []}
