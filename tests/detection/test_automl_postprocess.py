@@ -110,6 +110,7 @@ def planted_detector(golden, pretrained: str | None) -> keras.Model:
     model.image_size = (64, 96)
     model.anchor_spec = lambda: SPEC
     model.pretrained = pretrained
+    model.resize = "letterbox"
     return model
 
 
