@@ -167,8 +167,8 @@ def test_bench_command_prints_the_table_and_writes_the_plot(tmp_path, capsys, mo
         return ExportJob(model=type("M", (), {"name": "tiny"})(), representative=[],
                          weights_origin="random")
 
-    def fake_benchmark(job, output, runs):
-        seen["runs"] = runs
+    def fake_benchmark(job, output, runs, compiled_model=False):
+        seen["runs"], seen["compiled_model"] = runs, compiled_model
         output.mkdir(parents=True)
         return rows
 
@@ -176,7 +176,7 @@ def test_bench_command_prints_the_table_and_writes_the_plot(tmp_path, capsys, mo
     monkeypatch.setattr(bench, "benchmark", fake_benchmark)
     assert main(["bench", "--output", str(tmp_path), "--runs", "3", "--images", "5"]) == 0
     out = capsys.readouterr().out
-    assert seen == {"count": 5, "runs": 3}
+    assert seen == {"count": 5, "runs": 3, "compiled_model": False}
     assert "tflite-int8" in out and "0.50x" in out and "top-1 agree 100%" in out
     assert (tmp_path / "formats" / "bench.png").stat().st_size > 1000
 
