@@ -140,17 +140,6 @@ def stretch(image: np.ndarray, size: tuple[int, int], *, antialias: bool = False
                            method="bilinear", antialias=bool(antialias)).numpy()
 
 
-def stretch_to_bytes(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The uint8 buffer a phone app hands a detector: the image stretched to ``size``
-    (:func:`stretch`) and rounded to bytes, as MediaPipe and the Task Library resize RGB bytes.
-
-    Example::
-
-        fed = stretch_to_bytes(load_image("photo.jpg"), (320, 320))  # uint8 [320, 320, 3]
-    """
-    return np.clip(np.round(stretch(image, size)), 0, 255).astype("uint8")
-
-
 def fit_to_input(image: np.ndarray, size: tuple[int, int], *, resize: str = "letterbox",
                  pad_value: PadValue = PAD_VALUE, antialias: bool = False
                  ) -> tuple[np.ndarray, float]:
