@@ -15,7 +15,7 @@ from typing import Any
 import keras
 
 from keras_efficient.layers.initializers import CONV_KERNEL_INITIALIZER
-from keras_efficient.layers.normalization import FusedBatchNormalization
+from keras_efficient.layers.normalization import BatchNormalization
 
 BN_MOMENTUM = 0.99
 BN_EPSILON = 1e-3
@@ -81,15 +81,15 @@ def same_padding(size: tuple[int | None, int | None], kernel_size: int
 
 def batch_norm(name: str, data_format: str | None = None) -> keras.layers.BatchNormalization:
     """BatchNormalization over the channel axis, with the reference momentum and epsilon
-    (:class:`~keras_efficient.layers.normalization.FusedBatchNormalization`: Keras' layer, with
+    (:class:`~keras_efficient.layers.normalization.BatchNormalization`: Keras' layer, with
     TensorFlow's fused kernel at inference).
 
     Example::
 
         x = batch_norm("stem_bn")(x)
     """
-    return FusedBatchNormalization(axis=channel_axis(data_format), momentum=BN_MOMENTUM,
-                                   epsilon=BN_EPSILON, name=name)
+    return BatchNormalization(axis=channel_axis(data_format), momentum=BN_MOMENTUM,
+                              epsilon=BN_EPSILON, name=name)
 
 
 def conv_bn_act(x: Any, filters: int, kernel_size: int, *, strides: int = 1,

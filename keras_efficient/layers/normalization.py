@@ -4,9 +4,14 @@ Keras 3 computes inference batch normalization as separate element-wise ops (``x
 after an ``rsqrt``), so TensorFlow's graph optimizer (Grappler's remapper) cannot fold it into
 the convolution before it, and every BN costs two passes over its tensor (plus one for the
 activation). tf-keras emitted ``FusedBatchNormV3``, which the remapper fuses with the preceding
-``Conv2D`` and a ReLU/ReLU6 into one ``_FusedConv2D``. :class:`FusedBatchNormalization` emits
+``Conv2D`` and a ReLU/ReLU6 into one ``_FusedConv2D``. :class:`BatchNormalization` emits
 that op for the cases where it computes the same function, and is Keras' layer otherwise:
 same weights, same names, same ``get_config``.
+
+The class keeps Keras' class name on purpose: Keras 3 files (``.keras``, ``.weights.h5``)
+address a functional model's weights by the snake-cased class name of each layer
+(``layers/batch_normalization_7/vars``), so any other name would make every file saved with
+Keras' layer (all earlier releases) unloadable.
 
 In training the fused kernel replaces Keras' moments, normalization and their gradients (some
 forty graph ops per layer) by one op forward and one backward: a smaller training graph that
@@ -24,7 +29,7 @@ FUSED_MIN_EPSILON = 1.001e-5
 
 
 @keras.saving.register_keras_serializable(package="keras_efficient")
-class FusedBatchNormalization(keras.layers.BatchNormalization):
+class BatchNormalization(keras.layers.BatchNormalization):
     """``keras.layers.BatchNormalization`` that runs ``FusedBatchNormV3``.
 
     The fused op is used on the TensorFlow backend for float32 NHWC inputs (rank 4, channel
@@ -37,7 +42,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
 
     Example::
 
-        x = FusedBatchNormalization(momentum=0.99, epsilon=1e-3, name="stem_bn")(x)
+        x = BatchNormalization(momentum=0.99, epsilon=1e-3, name="stem_bn")(x)
     """
 
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:

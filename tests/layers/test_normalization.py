@@ -1,4 +1,4 @@
-"""FusedBatchNormalization: TensorFlow's fused kernel, and the same numbers as Keras' layer."""
+"""The fused batch normalization: TensorFlow's fused kernel, and the same numbers as Keras' layer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_efficient.layers.normalization import FusedBatchNormalization
+from keras_efficient.layers.normalization import BatchNormalization as FusedBatchNormalization
 
 RNG = np.random.default_rng(3)
 

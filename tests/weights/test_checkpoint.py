@@ -74,7 +74,6 @@ _KINDS = {
     "BatchNormalization": ("tpu_batch_normalization",
                            ("gamma", "beta", "moving_mean", "moving_variance")),
 }
-_KINDS["FusedBatchNormalization"] = _KINDS["BatchNormalization"]  # the same layer, fused kernel
 
 
 def official_names(model: keras.Model, scope: str = SCOPE) -> dict[str, list[str]]:
