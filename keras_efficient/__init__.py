@@ -142,3 +142,7 @@ if TYPE_CHECKING:
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+
+from keras_efficient.keras_objects import register_when_keras_loads  # noqa: E402
+
+register_when_keras_loads()

@@ -22,6 +22,7 @@ from keras_efficient.training.callbacks import (
     StopOnNonFiniteLoss,
 )
 from keras_efficient.training.output_folder import prepare_output_folder
+from keras_efficient.training.optimizers import SGD, AdamW
 from keras_efficient.training.schedules import warmup_cosine
 from keras_efficient.training.strategy import choose_strategy
 
@@ -130,9 +131,8 @@ def train_classifier(config: ClassifierTrainConfig,
         common: dict[str, Any] = {"learning_rate": schedule}
         if config.ema_decay:
             common.update(use_ema=True, ema_momentum=config.ema_decay)
-        optimizer = (keras.optimizers.AdamW(weight_decay=config.weight_decay, **common)
-                     if config.optimizer == "adamw"
-                     else keras.optimizers.SGD(momentum=0.9, **common))
+        optimizer = (AdamW(weight_decay=config.weight_decay, **common)
+                     if config.optimizer == "adamw" else SGD(momentum=0.9, **common))
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
         model.compile(optimizer=optimizer, loss=loss, metrics=[
             keras.metrics.CategoricalAccuracy(name="top1"),

@@ -43,6 +43,7 @@ from keras_efficient.training.callbacks import (
 )
 from keras_efficient.training.loop import barrier, fit_distributed
 from keras_efficient.training.output_folder import prepare_output_folder
+from keras_efficient.training.optimizers import SGD, AdamW
 from keras_efficient.training.qat import quantization_aware
 from keras_efficient.training.schedules import scaled_learning_rate, warmup_cosine
 from keras_efficient.training.strategy import choose_strategy, is_chief, worker_index
@@ -145,7 +146,8 @@ class TrainResult:
 
 def make_optimizer(config: DetectorTrainConfig, schedule: Any, *,
                    replicas: int = 1) -> keras.optimizers.Optimizer:
-    """SGD with momentum (reference) or AdamW, with gradient clipping and weight EMA.
+    """SGD with momentum (reference) or AdamW, with gradient clipping and weight EMA (Keras'
+    optimizers with TensorFlow's fused updates: :mod:`keras_efficient.training.optimizers`).
 
     Keras clips each replica's share of the gradient before the all-reduce; with ``replicas``
     shares the limit is ``clipnorm / replicas`` each, so that the summed gradient stays within
@@ -160,10 +162,10 @@ def make_optimizer(config: DetectorTrainConfig, schedule: Any, *,
     if config.ema_decay:
         common.update(use_ema=True, ema_momentum=config.ema_decay)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(momentum=config.momentum, **common)
+        return SGD(momentum=config.momentum, **common)
     if config.optimizer == "adamw":
         # AdamW decays weights itself; the trainer's L2 term is then switched off.
-        return keras.optimizers.AdamW(weight_decay=config.weight_decay or 0.0, **common)
+        return AdamW(weight_decay=config.weight_decay or 0.0, **common)
     raise ValueError(f"optimizer must be 'sgd' or 'adamw'; received {config.optimizer!r}.")
 
 
