@@ -21,8 +21,8 @@ from keras_efficient.training.callbacks import (
     StopOnDivergence,
     StopOnNonFiniteLoss,
 )
-from keras_efficient.training.output_folder import prepare_output_folder
 from keras_efficient.training.optimizers import SGD, AdamW
+from keras_efficient.training.output_folder import prepare_output_folder
 from keras_efficient.training.schedules import warmup_cosine
 from keras_efficient.training.strategy import choose_strategy
 

@@ -42,8 +42,8 @@ from keras_efficient.training.callbacks import (
     StopOnNonFiniteLoss,
 )
 from keras_efficient.training.loop import barrier, fit_distributed
-from keras_efficient.training.output_folder import prepare_output_folder
 from keras_efficient.training.optimizers import SGD, AdamW
+from keras_efficient.training.output_folder import prepare_output_folder
 from keras_efficient.training.qat import quantization_aware
 from keras_efficient.training.schedules import scaled_learning_rate, warmup_cosine
 from keras_efficient.training.strategy import choose_strategy, is_chief, worker_index

@@ -1,4 +1,4 @@
-"""The fused batch normalization: TensorFlow's fused kernel, and the same numbers as Keras' layer."""
+"""The fused batch normalization: TensorFlow's fused kernel, the same numbers as Keras' layer."""
 
 from __future__ import annotations
 

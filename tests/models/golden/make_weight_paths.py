@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(1, str(Path(__file__).resolve().parents[3]))  # for ``tests`` itself
 
-from tests.models.test_weight_file_layout import MODELS, golden_path, weight_paths  # noqa: E402
+from tests.models.test_weight_file_layout import MODELS, golden_path, weight_paths
 
 if __name__ == "__main__":
     for name, build in MODELS.items():
