@@ -57,41 +57,35 @@ class PoisonLastStep(keras.callbacks.Callback):
             kernel.assign(np.full(kernel.shape, np.nan, "float32"))
 
 
-def test_non_finite_weights_are_never_saved_and_the_rerun_resumes(tiny_data, tmp_path):
-    settings = config(tiny_data, tmp_path, epochs=3, steps_per_epoch=2)
+def test_non_finite_weights_are_never_saved_and_reruns_resume_or_restart(tiny_data, tmp_path,
+                                                                          capsys):
+    """A run stopped by NaN weights keeps only finite files; rerun as it is, it resumes from
+    the finite epoch-1 backup; rerun after that backup was cut short (as a Ctrl-C during
+    Keras' in-place write leaves it: the stopped run's folder, copied), it sets the backup
+    aside and restarts from epoch 1."""
+    settings = config(tiny_data, tmp_path / "run", epochs=3, steps_per_epoch=2)
     with pytest.raises(NonFiniteLossError, match="last finite"):
         train_detector(settings, extra_callbacks=[PoisonLastStep(1, 2)])
-    assert all_finite(tmp_path / "detector.weights.h5")
-    assert all_finite(tmp_path / "backup" / "latest.weights.h5")
-    assert json.loads((tmp_path / "backup" / "training_metadata.json").read_text())["epoch"] == 1
-    result = train_detector(settings)  # same settings: resumes from the finite epoch-1 state
-    assert len(result.history["loss"]) == 2 and np.isfinite(result.history["loss"]).all()
-    assert not (tmp_path / "backup").exists()
+    run = tmp_path / "run"
+    assert all_finite(run / "detector.weights.h5")
+    assert all_finite(run / "backup" / "latest.weights.h5")
+    assert json.loads((run / "backup" / "training_metadata.json").read_text())["epoch"] == 1
 
-
-class InterruptAtEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch: int) -> None:
-        super().__init__()
-        self.interrupt_epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.interrupt_epoch:
-            raise KeyboardInterrupt
-
-
-def test_a_cut_short_backup_is_set_aside_and_training_restarts(tiny_data, tmp_path, capsys):
-    settings = config(tiny_data, tmp_path, epochs=2, steps_per_epoch=2)
-    with pytest.raises(KeyboardInterrupt):
-        train_detector(settings, extra_callbacks=[InterruptAtEpoch(1)])
-    backup = tmp_path / "backup" / "latest.weights.h5"
+    cut = tmp_path / "cut"
+    shutil.copytree(run, cut)
+    backup = cut / "backup" / "latest.weights.h5"
     data = backup.read_bytes()
-    backup.write_bytes(data[: len(data) // 4])  # as a Ctrl-C during Keras' in-place write left it
+    backup.write_bytes(data[: len(data) // 4])
     with pytest.warns(UserWarning, match="cannot be read"):
-        result = train_detector(settings)
-    assert len(result.history["loss"]) == 2  # from epoch 1 again
+        restarted = train_detector(dataclasses.replace(settings, output_dir=str(cut)))
+    assert len(restarted.history["loss"]) == 3  # from epoch 1 again
     assert "moved to" in capsys.readouterr().err
-    [aside] = tmp_path.glob("backup.unreadable-*")
+    [aside] = cut.glob("backup.unreadable-*")
     assert (aside / "latest.weights.h5").stat().st_size == len(data) // 4
+
+    result = train_detector(settings)  # the stopped run as it was: resumes after epoch 1
+    assert len(result.history["loss"]) == 2 and np.isfinite(result.history["loss"]).all()
+    assert not (run / "backup").exists()
 
 
 def test_backup_write_is_atomic(tmp_path):
