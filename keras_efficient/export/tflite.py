@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from keras_efficient.export.shared_bias import unshare_biases
 from keras_efficient.files import check_output_parent, staging_folder, write_bytes_atomic
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8", "int16x8")
@@ -314,6 +315,8 @@ def convert_saved_model(folder: str | os.PathLike[str], quantization: str, *,
                                     float_layers=float_layers, float_worst=float_worst,
                                     name=name)
     try:
+        if quantization == "int16x8":
+            return unshare_biases(bytes(converter.convert()))[0]
         if quantization != "int8":
             return bytes(converter.convert())
         payload, scaling = _convert_int8(converter, input_type)
