@@ -11,8 +11,11 @@ plus the worst layers of the per-layer quantization report. Methods:
 * ``int8 cal-N train``: full int8, per-channel, uint8 input, calibrated on N train images;
 * ``int8 cal-N val``: calibrated on N held-out images (the optimistic bound);
 * ``int8 cal-N aug``: N train images with flips and scale jitter (the training augmentation);
+* ``int8 float input``: as ``int8 cal-100 train`` with a float32 input (the I/O of the two
+  rows below, so that their Δ can be read against it);
 * ``int16x8``: 16-bit activations, 8-bit weights (CPU only; float I/O);
-* ``selective-K``: int8 with the K worst layers of the per-layer report kept float (CPU/GPU);
+* ``selective-K``: int8 with the K worst layers of the per-layer report kept float (CPU/GPU;
+  float I/O);
 * ``qat``: quantization-aware fine-tuning (``train --qat``), converted without calibration.
 
     PYTHONPATH=$PWD nice -n 5 .venv/bin/python benchmarks/int8_fidelity.py train --root runs/int8
@@ -68,8 +71,9 @@ def train(root: Path, models: Sequence[str], size: int, epochs: int) -> None:
         train_detector(config)
 
 
-METHODS = ("int8 cal-100 train", "qat", "float fine-tune control", "int16x8", "selective-3",
-           "int8 cal-10 train", "int8 cal-50 val", "int8 cal-100 flip")
+METHODS = ("int8 cal-100 train", "qat", "float fine-tune control", "int8 float input", "int16x8",
+           "selective-3", "selective-10", "selective-30", "int8 cal-10 train", "int8 cal-50 val",
+           "int8 cal-100 flip")
 DEBUG_IMAGES = 32
 QAT_EPOCHS = 3
 QAT_LEARNING_RATE = 0.0005
@@ -137,7 +141,8 @@ def measure_model(root: Path, name: str, size: int, methods: Sequence[str],
         "int8 cal-50 val": val_images,
         "int8 cal-100 flip": [image if i % 2 else image[:, :, ::-1].copy()
                               for i, image in enumerate(train_images)],
-        "int16x8": train_images, "selective-3": train_images}
+        "int8 float input": train_images, "int16x8": train_images,
+        **{method: train_images for method in METHODS if method.startswith("selective")}}
     log(f"{name}: float AP (Keras) on {held_out.max_images} val images")
     float_ap = detection_ap(keras_detector_predict_fn(model, options), held_out)
     rows = [{"model": name, "method": "float (Keras)", "AP": float_ap["AP"],
@@ -159,8 +164,8 @@ def measure_model(root: Path, name: str, size: int, methods: Sequence[str],
             return tuned, convert_detector(tuned, "int8", options=options,
                                            representative=train_images, input_type="uint8")
         images = calibration[method]
-        if method == "int16x8":
-            return model, convert_detector(model, "int16x8", options=options,
+        if method in ("int16x8", "int8 float input"):
+            return model, convert_detector(model, method.split()[0], options=options,
                                            representative=images)
         if method.startswith("selective"):
             return model, convert_detector(model, "int8", options=options,

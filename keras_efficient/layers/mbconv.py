@@ -17,9 +17,8 @@ from keras_efficient.configs.efficientnet import BlockSpec
 from keras_efficient.layers.conv import (
     batch_norm,
     channel_axis,
+    pad_for_stride,
     resolve_data_format,
-    same_padding,
-    spatial_size,
 )
 from keras_efficient.layers.initializers import CONV_KERNEL_INITIALIZER
 
@@ -68,12 +67,8 @@ def mbconv_block(inputs: Any, block: BlockSpec, activation: str,
         x = batch_norm(f"{name}expand_bn", data_format)(x)
         x = keras.layers.Activation(activation, name=f"{name}expand_activation")(x)
 
-    padding = "same"
-    if block.strides == 2:
-        pads = same_padding(spatial_size(x, data_format), block.kernel_size)
-        x = keras.layers.ZeroPadding2D(padding=pads, data_format=data_format,
-                                       name=f"{name}dwconv_pad")(x)
-        padding = "valid"
+    x, padding = pad_for_stride(x, block.kernel_size, block.strides, data_format,
+                                f"{name}dwconv_pad")
     x = keras.layers.DepthwiseConv2D(block.kernel_size, strides=block.strides, padding=padding,
                                      data_format=data_format, use_bias=False,
                                      depthwise_initializer=CONV_KERNEL_INITIALIZER,
