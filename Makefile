@@ -51,6 +51,7 @@ bench: $(STAMP) ## latency of our models vs keras.applications, side by side
 	$(PY) benchmarks/detection_latency.py
 	$(PY) benchmarks/keras_network_latency.py --rounds 2 --profile $(if $(BEFORE),--baseline $(BEFORE))
 	$(PY) benchmarks/training_throughput.py
+	$(PY) benchmarks/first_step.py $(if $(BEFORE),--baseline $(BEFORE))
 	$(PY) benchmarks/export_latency.py
 	$(PY) benchmarks/tflite_vs_reference.py --profile --compiled-model \
 		$(if $(BEFORE),--before $(BEFORE)) $(if $(REFERENCE),--reference $(REFERENCE))

@@ -57,7 +57,8 @@ def first(dataset: Any) -> dict[str, np.ndarray]:
 
 
 def check_boxes_cover_pixels(batch: dict[str, np.ndarray], index: int = 0) -> int:
-    """Every colour's pixels match its box within 1.5 px; absent boxes have no pixels."""
+    """Every colour's pixels match its box within 1.5 px (a box under 1.5 px may show none);
+    absent boxes have no pixels."""
     image, boxes, classes = batch["image"][index], batch["boxes"][index], batch["classes"][index]
     found = 0
     for (colour, _), category in zip(RECTANGLES, CATEGORY_IDS, strict=True):
@@ -67,8 +68,12 @@ def check_boxes_cover_pixels(batch: dict[str, np.ndarray], index: int = 0) -> in
         if len(rows) == 0:
             assert pixels is None, f"colour {colour} visible but its box was dropped"
             continue
-        assert len(rows) == 1 and pixels is not None
-        np.testing.assert_allclose(boxes[rows[0]], pixels, atol=1.5)
+        assert len(rows) == 1
+        box = boxes[rows[0]]
+        if pixels is None:  # a sliver at the crop's edge: kept, but under half a pixel shows
+            assert min(box[2] - box[0], box[3] - box[1]) <= 1.5, (colour, box)
+            continue
+        np.testing.assert_allclose(box, pixels, atol=1.5)
         found += 1
     valid = classes >= 0
     assert np.all(boxes[~valid] == 0) and np.all(classes[~valid] == -1)
