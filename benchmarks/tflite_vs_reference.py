@@ -192,7 +192,9 @@ def main() -> None:
     for label, cost in costs.items():
         print(f"  {label:<30}{cost['seconds']:>7.1f} s (build {cost['build_s']:.1f}, convert "
               f"{cost['convert_s']:.1f}, verify {cost['verify_s']:.1f})  peak "
-              f"{cost['peak_mb']:>6.0f} MB  max|Δ| vs Keras {cost['max_abs_delta']:.3g}")
+              f"{cost['peak_mb']:>6.0f} MB  max|Δ| vs Keras "
+              + ("- (detections)" if cost["max_abs_delta"] != cost["max_abs_delta"]
+                 else f"{cost['max_abs_delta']:.3g}"))
     if args.profile:
         from keras_efficient.export.profile import format_profile, op_profile
 
