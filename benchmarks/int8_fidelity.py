@@ -208,7 +208,7 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     """The closing table as Markdown (AP in points)."""
     lines = ["| model | method | float AP | int8 AP | Δ | size (MB) | LiteRT 2 thr (ms) | "
              "EdgeTPU report |", "|---|---|---|---|---|---|---|---|"]
-    floats = {row["model"]: row["AP"] for row in rows if row["method"].startswith("float")}
+    floats = {row["model"]: row["AP"] for row in rows if row["method"] == "float (Keras)"}
     for row in rows:
         if row["method"].startswith("float"):
             continue
