@@ -19,7 +19,7 @@ import numpy as np
 
 #: Ops whose third input is a bias in units of input scale × weight scale.
 _BIASED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-_INTEGER_BIAS = {"INT32": np.int32, "INT64": np.int64}
+_INTEGER_BIAS: dict[str, type[np.signedinteger[Any]]] = {"INT32": np.int32, "INT64": np.int64}
 
 
 def unshare_biases(payload: bytes) -> tuple[bytes, int]:
@@ -44,10 +44,9 @@ def unshare_biases(payload: bytes) -> tuple[bytes, int]:
                 continue
             inputs, weights, bias = (graph.tensors[int(i)] for i in op.inputs[:3])
             dtype = _INTEGER_BIAS.get(type_names.get(bias.type, ""))
-            scales = [_scales(t) for t in (inputs, weights, bias)]
-            if dtype is None or any(s is None for s in scales):
+            input_scale, weight_scale, bias_scale = (_scales(t) for t in (inputs, weights, bias))
+            if dtype is None or input_scale is None or weight_scale is None or bias_scale is None:
                 continue
-            input_scale, weight_scale, bias_scale = scales
             want = (np.float64(input_scale[0]) * weight_scale).astype(np.float32)
             want = np.broadcast_to(want, bias_scale.shape) if want.size == 1 else want
             if want.shape == bias_scale.shape and np.allclose(bias_scale, want, rtol=1e-6):
