@@ -282,6 +282,5 @@ def test_network_ending_is_the_heads_per_level_and_nothing_more(tiny_detector):
     want = tiny_detector(image)
     np.testing.assert_allclose(logits, np.asarray(want["class_logits"]), atol=1e-4)
     np.testing.assert_allclose(regressions, np.asarray(want["box_regression"]), atol=1e-4)
-    edgetpu = interpreter_for(convert_detector(tiny_detector, "float32", edgetpu=True,
-                                               options=PostprocessOptions("network")))
-    assert "RESIZE_NEAREST_NEIGHBOR" in op_histogram(edgetpu)
+    # EdgeTPU exports keep RESIZE_NEAREST_NEIGHBOR (it maps there): asserted on the edgetpu
+    # export of tests/export/test_pipeline.py.

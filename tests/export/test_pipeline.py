@@ -170,6 +170,10 @@ def test_detector_export_manifest_ap_metadata_and_edgetpu(detector_export):
     assert tflite_detector(out / float32["file"]).predict_fn([np.zeros((40, 64, 3))])
     offline = int8["edgetpu"]["offline"]
     assert offline["first_cpu_op"]["op"] == "DEQUANTIZE"
+    # The nearest upsampling stays RESIZE_NEAREST_NEIGHBOR (mapped) in an EdgeTPU export;
+    # CPU exports lower it (tests/export/test_detector_tflite.py).
+    assert any(row["op"] == "RESIZE_NEAREST_NEIGHBOR" and row["status"] == "Mapped to Edge TPU"
+               for row in offline["rows"])
     # On the CPU: the dequantize before the post-process op, the op, and the float clip of its
     # boxes to [0, 1] after it (MINIMUM, RELU).
     assert {row["op"] for row in offline["rows"] if row["status"] != "Mapped to Edge TPU"} == {

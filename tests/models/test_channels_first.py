@@ -36,7 +36,8 @@ def channels_first() -> Iterator[None]:
         keras.config.set_image_data_format(previous)
 
 
-@pytest.fixture(params=[CF, CL])
+# channels_last: the same checks as tests/models/test_efficientnet.py, so in the slow tier.
+@pytest.fixture(params=[CF, pytest.param(CL, marks=pytest.mark.slow)])
 def data_format(request: pytest.FixtureRequest) -> Iterator[str]:
     previous = keras.config.image_data_format()
     keras.config.set_image_data_format(request.param)

@@ -51,8 +51,10 @@ def trainable_count(model: keras.Model) -> int:
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
-# B4-B7 take most of the time and exercise the same rules as B0-B3: slow tier.
-BIG = {"efficientnetb4", "efficientnetb5", "efficientnetb6", "efficientnetb7"}
+# B3-B7 and Lite3-4 take most of the time and exercise the same rules as B0-B2 and Lite0-2:
+# slow tier.
+BIG = {"efficientnetb3", "efficientnetb4", "efficientnetb5", "efficientnetb6", "efficientnetb7",
+       "efficientnetlite3", "efficientnetlite4"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n
