@@ -30,12 +30,9 @@ def unshare_biases(payload: bytes) -> tuple[bytes, int]:
 
         payload, repaired = unshare_biases(converter.convert())  # int16x8 exports
     """
-    from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
     tree = flatbuffer_utils.convert_bytearray_to_object(bytearray(payload))
-    type_names = {value: name for name, value in vars(schema.TensorType).items()
-                  if not name.startswith("_")}
     repaired = 0
     for graph in tree.subgraphs:
         for op in graph.operators:
@@ -43,7 +40,7 @@ def unshare_biases(payload: bytes) -> tuple[bytes, int]:
                     or len(op.inputs) < 3 or int(op.inputs[2]) < 0):
                 continue
             inputs, weights, bias = (graph.tensors[int(i)] for i in op.inputs[:3])
-            dtype = _INTEGER_BIAS.get(type_names.get(bias.type, ""))
+            dtype = _INTEGER_BIAS.get(flatbuffer_utils.type_to_name(bias.type))
             input_scale, weight_scale, bias_scale = (_scales(t) for t in (inputs, weights, bias))
             if dtype is None or input_scale is None or weight_scale is None or bias_scale is None:
                 continue

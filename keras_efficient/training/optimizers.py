@@ -29,8 +29,7 @@ def _fusable(gradient: Any, variable: Any) -> bool:
 
 def _handle(variable: Any) -> Any:
     """The resource handle of a Keras or TensorFlow variable."""
-    return getattr(variable, "value", variable).handle if isinstance(
-        variable, keras.Variable) else variable.handle
+    return variable.value.handle if isinstance(variable, keras.Variable) else variable.handle
 
 
 @keras.saving.register_keras_serializable(package="keras_efficient")
