@@ -7,6 +7,8 @@ of this shared machine drifts over all of them alike. Variants:
 
 * ``ours``: this checkout's ``EfficientDet(name)`` under ``tf.function`` (``--jit`` adds the
   same with ``jit_compile=True``);
+* ``folded``: the same detector's ``for_inference()`` copy (batch normalizations folded into the
+  convolutions), the network that ``inference_model`` runs;
 * ``baseline``: the same code from another checkout (``--baseline DIR``, the folder that holds
   its ``keras_efficient/``), for before/after tables;
 * ``automl``: google/automl's ``EfficientDetNet`` (``--automl DIR``, its ``efficientdet``
@@ -46,7 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 AUTOML_NAMES = {"lite0": "efficientdet-lite0", "d0": "efficientdet-d0"}
 
 
-def _build(kind: str, name: str, automl: str | None) -> tuple[Callable[[Any], Any], int]:
+def _build(kind: str, name: str, automl: str | None, folded: bool = False
+           ) -> tuple[Callable[[Any], Any], int]:
     """The network and its input size, in this (fresh) process."""
     if kind == "automl":
         sys.path.insert(0, str(automl))
@@ -61,7 +64,8 @@ def _build(kind: str, name: str, automl: str | None) -> tuple[Callable[[Any], An
     from keras_efficient.models.efficientdet import EfficientDet
 
     detector = EfficientDet(name)
-    return detector, int(detector.image_size[0])
+    size = int(detector.image_size[0])
+    return (detector.for_inference() if folded else detector), size
 
 
 def _call(fn: Callable[[Any], Any], image: Any) -> None:
@@ -72,13 +76,13 @@ def _call(fn: Callable[[Any], Any], image: Any) -> None:
 
 
 def child(kind: str, name: str, runs: int, warmup: int, jit: bool, automl: str | None,
-          profile: bool) -> dict[str, Any]:
+          profile: bool, folded: bool = False) -> dict[str, Any]:
     """Build, trace, warm up and time one variant; with ``profile``, op costs instead."""
     import numpy as np
     import tensorflow as tf
 
     start = time.perf_counter()
-    network, size = _build(kind, name, automl)
+    network, size = _build(kind, name, automl, folded)
     built = time.perf_counter() - start
     image = tf.constant(np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)),
                         tf.float32)
@@ -132,7 +136,7 @@ def op_profile(fn: Callable[[Any], Any], image: Any, runs: int) -> list[tuple[st
 
 
 def spawn(kind: str, name: str, args: argparse.Namespace, jit: bool = False,
-          profile: bool = False) -> dict[str, Any]:
+          profile: bool = False, folded: bool = False) -> dict[str, Any]:
     """Run :func:`child` in a fresh interpreter (the baseline's package first on its path)."""
     env = dict(os.environ)
     source = args.baseline if kind == "baseline" else ROOT
@@ -146,6 +150,7 @@ def spawn(kind: str, name: str, args: argparse.Namespace, jit: bool = False,
                "--warmup", str(args.warmup)]
     command += ["--automl", args.automl] if args.automl else []
     command += ["--jit"] if jit else []
+    command += ["--folded"] if folded else []
     command += ["--profile"] if profile else []
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -154,15 +159,15 @@ def spawn(kind: str, name: str, args: argparse.Namespace, jit: bool = False,
     return dict(json.loads(lines[-1]))
 
 
-def variants(args: argparse.Namespace) -> list[tuple[str, str, bool]]:
-    """``(label, kind, jit)`` of every variant asked for."""
-    chosen = [("ours", "ours", False)]
+def variants(args: argparse.Namespace) -> list[tuple[str, str, bool, bool]]:
+    """``(label, kind, jit, folded)`` of every variant asked for."""
+    chosen = [("ours", "ours", False, False), ("folded", "ours", False, True)]
     if args.jit:
-        chosen.append(("ours+xla", "ours", True))
+        chosen.append(("ours+xla", "ours", True, False))
     if args.baseline:
-        chosen.append(("baseline", "baseline", False))
+        chosen.append(("baseline", "baseline", False, False))
     if args.automl:
-        chosen.append(("automl", "automl", False))
+        chosen.append(("automl", "automl", False, False))
     return chosen
 
 
@@ -181,11 +186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="print the top op costs")
     parser.add_argument("--profile-runs", type=int, default=10)
     parser.add_argument("--top", type=int, default=8, help="op types printed per profile")
+    parser.add_argument("--folded", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=["ours", "baseline", "automl"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child, args.models[0], args.runs, args.warmup, args.jit,
-                               args.automl, args.profile)))
+                               args.automl, args.profile, args.folded)))
         return 0
     chosen = variants(args)
     print(f"Keras EfficientDet network, batch 1, tf.function; {args.rounds} fresh processes per "
@@ -200,25 +206,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         first: dict[str, list[float]] = collections.defaultdict(list)
         for round_ in range(args.rounds):
             order = chosen if round_ % 2 == 0 else chosen[::-1]
-            for label, kind, jit in order:
+            for label, kind, jit, folded in order:
                 print(f"\r{name}: round {round_ + 1}/{args.rounds} {label:<10}", end="",
                       file=sys.stderr, flush=True)
-                result = spawn(kind, name, args, jit=jit)
+                result = spawn(kind, name, args, jit=jit, folded=folded)
                 samples[label] += result["ms"]
                 cpu[label] += result["cpu_ms"]
                 first[label].append(result["first_call_s"])
         print(file=sys.stderr)
         reference = {key: statistics.median(values["automl"]) for key, values in
                      (("wall", samples), ("cpu", cpu)) if "automl" in values}
-        for label, _, _ in chosen:
+        for label, *_ in chosen:
             median, median_cpu = statistics.median(samples[label]), statistics.median(cpu[label])
             ratios = "".join(f"{value / reference[key]:9.2f}" if key in reference else f"{'-':>9}"
                              for key, value in (("wall", median), ("cpu", median_cpu)))
             print(f"{name:<7}{label:<10}{median:9.1f}{min(samples[label]):9.1f}{median_cpu:9.1f}"
                   f"{ratios}{statistics.median(first[label]):11.1f}", flush=True)
         if args.profile:
-            for label, kind, jit in chosen:
-                ops = spawn(kind, name, args, jit=jit, profile=True)["ops"]
+            for label, kind, jit, folded in chosen:
+                ops = spawn(kind, name, args, jit=jit, profile=True, folded=folded)["ops"]
                 total = sum(ms for _, ms, _ in ops)
                 print(f"  {name} {label}: op time {total:.1f} ms/call; top op types:")
                 print("\n".join(f"    {op:<26}{ms:8.2f} ms {count:5d} ops"

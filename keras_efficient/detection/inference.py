@@ -83,7 +83,7 @@ def inference_model(detector: Any, *,
                     soft_nms_sigma: float = 0.5, mode: str | None = None,
                     class_aware: bool | None = None, pre_nms_top_k: int | str | None = "auto",
                     clip: str | None = None, clip_to_original: bool = True,
-                    name: str | None = None) -> keras.Model:
+                    fold_batch_norm: bool = True, name: str | None = None) -> keras.Model:
     """Wrap a raw detector (an ``EfficientDetector``, which carries its spec) into
     ``(image, image_info) -> detections`` with static shapes. Images are fed as the detector's
     ``resize`` mode says (letterboxed or stretched, e.g. by
@@ -104,6 +104,10 @@ def inference_model(detector: Any, *,
     paper's sigma. ``clip``: see ``NonMaxSuppression`` (``None``: automl's per mode).
     ``clip_to_original`` (default ``True``, this package's choice) clips the mapped boxes to the
     original image; automl only multiplies by the image scale (``False``).
+    ``fold_batch_norm`` (default ``True``) runs ``detector.for_inference()``, its batch
+    normalizations folded into the convolutions (same outputs to float rounding, less time;
+    models without that method run as they are): a snapshot of the detector's weights.
+    ``False`` runs the detector itself, whose later weight changes (training) it follows.
 
     Example::
 
@@ -120,7 +124,9 @@ def inference_model(detector: Any, *,
                          f"{pre_nms_top_k!r}.")
     image = keras.Input(shape=(*detector.image_size, 3), name="image")
     info = keras.Input(shape=(3,), name="image_info")
-    raw = detector(image)
+    folded = getattr(detector, "for_inference", None) if fold_batch_norm else None
+    network = detector if folded is None else folded()
+    raw = network(image)
     nms = NonMaxSuppression.from_anchor_spec(
         detector.anchor_spec(), max_detections=max_detections,
         score_threshold=score_threshold, iou_threshold=iou_threshold,

@@ -37,6 +37,7 @@ from keras_efficient.layers.fake_quant import (
     QuantPixelAffine,
 )
 from keras_efficient.layers.fusion import WeightedFusion
+from keras_efficient.layers.graph_rewrite import GraphRewriter
 from keras_efficient.layers.resample import NearestUpsample
 
 _CONVS = (keras.layers.SeparableConv2D, keras.layers.DepthwiseConv2D, keras.layers.Conv2D)
@@ -108,49 +109,16 @@ def pixel_affine(layers: list[keras.layers.Layer]) -> tuple[list[float], list[fl
     return [float(v) for v in scale], [float(v) for v in offset]
 
 
-class _Rewriter:
-    """State of one rewrite: the new tensor of each old one, and what was folded where."""
+class _Rewriter(GraphRewriter):
+    """One quantization-aware rewrite; collects the pixel preprocessing chain as it goes."""
 
     def __init__(self, model: keras.Model) -> None:
-        self.model = model
-        self.tensors: dict[int, Any] = {}
-        self.consumers: dict[int, list[Any]] = {}
-        self.nodes = [node for depth in sorted(model._nodes_by_depth, reverse=True)
-                      for node in model._nodes_by_depth[depth]]
-        for node in self.nodes:
-            for tensor in node.input_tensors:
-                self.consumers.setdefault(id(tensor), []).append(node)
-        self.calls: dict[str, int] = {}
-        for node in self.nodes:
-            self.calls[node.operation.name] = self.calls.get(node.operation.name, 0) + 1
-        self.seen: dict[str, int] = {}  # calls of each shared layer rewritten so far
-        self.skipped: set[int] = set()  # nodes already computed as part of another
+        super().__init__(model)
         self.preprocessing: list[keras.layers.Layer] = []
 
-    def only_consumer(self, node: Any) -> Any:
-        users = self.consumers.get(id(node.outputs[0]), [])
-        return users[0] if len(users) == 1 and len(node.outputs) == 1 else None
-
-    def run(self) -> tuple[Any, Any]:
-        image = self.model.inputs[0]
-        new_input = keras.Input(batch_shape=image.shape, name=image.name.split(":")[0],
-                                dtype=image.dtype)
-        self.tensors[id(image)] = new_input
-        for node in self.nodes:
-            if node.is_input or id(node) in self.skipped:
-                continue
-            self.visit(node)
+    def finish(self) -> None:
         if self.preprocessing:
             raise ValueError("The pixel preprocessing layers feed nothing.")
-        outputs = keras.tree.map_structure(lambda t: self.tensors[id(t)], self.model.output)
-        return new_input, outputs
-
-    def args(self, node: Any) -> tuple[list[Any], dict[str, Any]]:
-        args, kwargs = node.arguments.fill_in(self.tensors)
-        return list(args), dict(kwargs)
-
-    def put(self, node: Any, value: Any) -> None:
-        self.tensors[id(node.outputs[0])] = value
 
     def visit(self, node: Any) -> None:
         layer = node.operation
@@ -189,14 +157,12 @@ class _Rewriter:
                              f"layer {layer.name!r} ({type(layer).__name__}).")
 
     def visit_conv(self, node: Any, conv: keras.layers.Layer, args: list[Any]) -> None:
-        bn_node = self.only_consumer(node)
-        bn = bn_node.operation if bn_node is not None and isinstance(
-            bn_node.operation, keras.layers.BatchNormalization) else None
-        if bn is None:
-            index = self.seen[conv.name] = self.seen.get(conv.name, -1) + 1
-            name = conv.name if self.calls[conv.name] == 1 else f"{conv.name}_{index}"
+        bn_node = self.batch_norm_after(node)
+        if bn_node is None:
+            name = self.call_name(conv)
             self.put(node, _quant_conv(conv, None, _activation_name(conv), name)(args[0]))
             return
+        bn = bn_node.operation
         if _activation_name(conv) is not None:
             raise ValueError(f"{conv.name}: a convolution with an activation before its batch "
                              "normalization cannot be folded.")
@@ -207,8 +173,7 @@ class _Rewriter:
                 _activation_name(act_node.operation) in FUSED_ACTIVATIONS):
             activation = _activation_name(act_node.operation)
             self.skipped.add(id(act_node))
-        name = conv.name if self.calls[conv.name] == 1 else f"{conv.name}_{bn.name}"
-        out = _quant_conv(conv, bn, activation, name)(args[0])
+        out = _quant_conv(conv, bn, activation, self.pair_name(conv, bn))(args[0])
         self.tensors[id(bn_node.outputs[0])] = out
         if activation is not None:
             self.tensors[id(act_node.outputs[0])] = out
