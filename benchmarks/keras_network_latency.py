@@ -9,6 +9,9 @@ of this shared machine drifts over all of them alike. Variants:
   same with ``jit_compile=True``);
 * ``folded``: the same detector's ``for_inference()`` copy (batch normalizations folded into the
   convolutions), the network that ``inference_model`` runs;
+* ``levels``: the folded network's per-level head outputs, before they are flattened and
+  concatenated (``detection.postprocess.per_level_network``, the TFLite ``network`` ending), as
+  automl's ``EfficientDetNet`` returns them: the like-for-like network comparison;
 * ``baseline``: the same code from another checkout (``--baseline DIR``, the folder that holds
   its ``keras_efficient/``), for before/after tables;
 * ``automl``: google/automl's ``EfficientDetNet`` (``--automl DIR``, its ``efficientdet``
@@ -48,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 AUTOML_NAMES = {"lite0": "efficientdet-lite0", "d0": "efficientdet-d0"}
 
 
-def _build(kind: str, name: str, automl: str | None, folded: bool = False
+def _build(kind: str, name: str, automl: str | None, form: str = "raw"
            ) -> tuple[Callable[[Any], Any], int]:
     """The network and its input size, in this (fresh) process."""
     if kind == "automl":
@@ -65,7 +68,13 @@ def _build(kind: str, name: str, automl: str | None, folded: bool = False
 
     detector = EfficientDet(name)
     size = int(detector.image_size[0])
-    return (detector.for_inference() if folded else detector), size
+    if form == "raw":
+        return detector, size
+    if form == "folded":
+        return detector.for_inference(), size
+    from keras_efficient.detection.postprocess import per_level_network
+
+    return per_level_network(detector.for_inference()), size
 
 
 def _call(fn: Callable[[Any], Any], image: Any) -> None:
@@ -76,13 +85,13 @@ def _call(fn: Callable[[Any], Any], image: Any) -> None:
 
 
 def child(kind: str, name: str, runs: int, warmup: int, jit: bool, automl: str | None,
-          profile: bool, folded: bool = False) -> dict[str, Any]:
+          profile: bool, form: str = "raw") -> dict[str, Any]:
     """Build, trace, warm up and time one variant; with ``profile``, op costs instead."""
     import numpy as np
     import tensorflow as tf
 
     start = time.perf_counter()
-    network, size = _build(kind, name, automl, folded)
+    network, size = _build(kind, name, automl, form)
     built = time.perf_counter() - start
     image = tf.constant(np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)),
                         tf.float32)
@@ -136,7 +145,7 @@ def op_profile(fn: Callable[[Any], Any], image: Any, runs: int) -> list[tuple[st
 
 
 def spawn(kind: str, name: str, args: argparse.Namespace, jit: bool = False,
-          profile: bool = False, folded: bool = False) -> dict[str, Any]:
+          profile: bool = False, form: str = "raw") -> dict[str, Any]:
     """Run :func:`child` in a fresh interpreter (the baseline's package first on its path)."""
     env = dict(os.environ)
     source = args.baseline if kind == "baseline" else ROOT
@@ -150,7 +159,7 @@ def spawn(kind: str, name: str, args: argparse.Namespace, jit: bool = False,
                "--warmup", str(args.warmup)]
     command += ["--automl", args.automl] if args.automl else []
     command += ["--jit"] if jit else []
-    command += ["--folded"] if folded else []
+    command += ["--form", form]
     command += ["--profile"] if profile else []
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -159,15 +168,16 @@ def spawn(kind: str, name: str, args: argparse.Namespace, jit: bool = False,
     return dict(json.loads(lines[-1]))
 
 
-def variants(args: argparse.Namespace) -> list[tuple[str, str, bool, bool]]:
-    """``(label, kind, jit, folded)`` of every variant asked for."""
-    chosen = [("ours", "ours", False, False), ("folded", "ours", False, True)]
+def variants(args: argparse.Namespace) -> list[tuple[str, str, bool, str]]:
+    """``(label, kind, jit, form)`` of every variant asked for."""
+    chosen = [("ours", "ours", False, "raw"), ("folded", "ours", False, "folded"),
+              ("levels", "ours", False, "levels")]
     if args.jit:
-        chosen.append(("ours+xla", "ours", True, False))
+        chosen.append(("ours+xla", "ours", True, "raw"))
     if args.baseline:
-        chosen.append(("baseline", "baseline", False, False))
+        chosen.append(("baseline", "baseline", False, "raw"))
     if args.automl:
-        chosen.append(("automl", "automl", False, False))
+        chosen.append(("automl", "automl", False, "raw"))
     return chosen
 
 
@@ -186,12 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="print the top op costs")
     parser.add_argument("--profile-runs", type=int, default=10)
     parser.add_argument("--top", type=int, default=8, help="op types printed per profile")
-    parser.add_argument("--folded", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--form", default="raw", choices=["raw", "folded", "levels"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=["ours", "baseline", "automl"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child, args.models[0], args.runs, args.warmup, args.jit,
-                               args.automl, args.profile, args.folded)))
+                               args.automl, args.profile, args.form)))
         return 0
     chosen = variants(args)
     print(f"Keras EfficientDet network, batch 1, tf.function; {args.rounds} fresh processes per "
@@ -206,10 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         first: dict[str, list[float]] = collections.defaultdict(list)
         for round_ in range(args.rounds):
             order = chosen if round_ % 2 == 0 else chosen[::-1]
-            for label, kind, jit, folded in order:
+            for label, kind, jit, form in order:
                 print(f"\r{name}: round {round_ + 1}/{args.rounds} {label:<10}", end="",
                       file=sys.stderr, flush=True)
-                result = spawn(kind, name, args, jit=jit, folded=folded)
+                result = spawn(kind, name, args, jit=jit, form=form)
                 samples[label] += result["ms"]
                 cpu[label] += result["cpu_ms"]
                 first[label].append(result["first_call_s"])
@@ -223,8 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:<7}{label:<10}{median:9.1f}{min(samples[label]):9.1f}{median_cpu:9.1f}"
                   f"{ratios}{statistics.median(first[label]):11.1f}", flush=True)
         if args.profile:
-            for label, kind, jit, folded in chosen:
-                ops = spawn(kind, name, args, jit=jit, profile=True, folded=folded)["ops"]
+            for label, kind, jit, form in chosen:
+                ops = spawn(kind, name, args, jit=jit, profile=True, form=form)["ops"]
                 total = sum(ms for _, ms, _ in ops)
                 print(f"  {name} {label}: op time {total:.1f} ms/call; top op types:")
                 print("\n".join(f"    {op:<26}{ms:8.2f} ms {count:5d} ops"

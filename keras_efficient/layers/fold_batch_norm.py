@@ -75,7 +75,7 @@ def folded_weights(conv: keras.layers.Layer, bn: keras.layers.Layer) -> list[np.
 
 class _Folder(GraphRewriter):
     """One folding rewrite: each conv → BN pair becomes one convolution with a bias (one per
-    call of a shared convolution); every other call is its own layer again."""
+    call of a shared convolution); every other layer is copied."""
 
     def __init__(self, model: keras.Model) -> None:
         super().__init__(model)
@@ -85,7 +85,7 @@ class _Folder(GraphRewriter):
         layer = node.operation
         bn_node = self.batch_norm_after(node) if isinstance(layer, _CONVS) else None
         if bn_node is None or not _foldable(layer, bn_node.operation):
-            self.call_again(node)
+            self.call_copy(node)
             return
         bn = bn_node.operation
         name = self.pair_name(layer, bn)
@@ -101,9 +101,9 @@ class _Folder(GraphRewriter):
 def fold_graph(model: keras.Model) -> tuple[Any, Any, dict[str, tuple[str, str]]]:
     """``(inputs, outputs, sources)`` of ``model``'s graph with every convolution → batch
     normalization pair folded into one convolution; ``sources`` maps each folded convolution's
-    name to its ``(convolution, batch normalization)`` names in ``model``. Every other layer is
-    called again as it is (the new graph shares it with ``model``); the folded convolutions are
-    new layers whose weights :func:`copy_folded_weights` sets.
+    name to its ``(convolution, batch normalization)`` names in ``model``. Every layer of the
+    new graph is new (other layers are copied from their config, under their names); set their
+    weights with :func:`copy_folded_weights`.
 
     Example::
 
@@ -120,8 +120,7 @@ def copy_folded_weights(target: keras.Model, source: keras.Model,
                         sources: Mapping[str, tuple[str, str]]) -> int:
     """Set ``target``'s weights from ``source`` (the model it was folded from): each folded
     convolution from its convolution and batch normalization (``sources``), every other layer
-    with weights from ``source``'s layer of the same name (unless they are the same layer).
-    Returns the number of layers set.
+    with weights from ``source``'s layer of the same name. Returns the number of layers set.
 
     Example::
 
@@ -132,7 +131,7 @@ def copy_folded_weights(target: keras.Model, source: keras.Model,
         if layer.name in sources:
             conv, bn = (source.get_layer(name) for name in sources[layer.name])
             layer.set_weights(folded_weights(conv, bn))
-        elif layer.weights and source.get_layer(layer.name) is not layer:
+        elif layer.weights:
             layer.set_weights(source.get_layer(layer.name).get_weights())
         else:
             continue
@@ -143,9 +142,8 @@ def copy_folded_weights(target: keras.Model, source: keras.Model,
 def fold_batch_norms(model: keras.Model, name: str | None = None) -> keras.Model:
     """An inference copy of a functional ``model`` with every batch normalization that directly
     follows a convolution (and is its only reader) folded into it: the same outputs to float
-    rounding, in fewer and fused ops. Batch normalizations elsewhere stay. The copy shares
-    ``model``'s other layers and holds a snapshot of the folded weights; fold again after
-    training further.
+    rounding, in fewer and fused ops. Batch normalizations elsewhere stay. The copy holds a
+    snapshot of ``model``'s weights; fold again after training further.
 
     Example::
 

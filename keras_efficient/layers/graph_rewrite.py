@@ -33,6 +33,7 @@ class GraphRewriter:
             self.calls[node.operation.name] = self.calls.get(node.operation.name, 0) + 1
         self.seen: dict[str, int] = {}  # calls of each shared layer rewritten so far
         self.skipped: set[int] = set()  # nodes already computed as part of another
+        self.copies: dict[str, keras.layers.Layer] = {}  # see call_copy
 
     def only_consumer(self, node: Any) -> Any:
         """The one call that reads ``node``'s single output, or None."""
@@ -84,10 +85,16 @@ class GraphRewriter:
         """Record ``value`` as the new form of ``node``'s (single) output."""
         self.tensors[id(node.outputs[0])] = value
 
-    def call_again(self, node: Any) -> None:
-        """Call the node's own layer on the new tensors (weights shared with the old graph)."""
+    def call_copy(self, node: Any) -> None:
+        """Call a copy of the node's layer (one copy per layer, shared by its calls, built from
+        its config; weights are the caller's to set) on the new tensors. A copy, not the layer
+        itself: a layer in two models reports the first model's tensors as its ``input`` and
+        ``output``, which would tie the new graph to the old one."""
+        layer = node.operation
+        if layer.name not in self.copies:
+            self.copies[layer.name] = type(layer).from_config(layer.get_config())
         args, kwargs = self.args(node)
-        out = node.operation(*args, **kwargs)
+        out = self.copies[layer.name](*args, **kwargs)
         for old, new in zip(node.outputs, keras.tree.flatten(out), strict=True):
             self.tensors[id(old)] = new
 

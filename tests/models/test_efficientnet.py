@@ -111,9 +111,9 @@ def assert_parity(variant: str) -> None:
     assert ref_names == ours_names
 
 
-@pytest.mark.parametrize("variant", ["b0", "b2"])
-def test_parity_with_keras_applications(variant):
-    assert_parity(variant)
+def test_parity_with_keras_applications():
+    """B0 here; B1-B7 in the slow tier (B1/B2's structure is pinned by the parameter counts)."""
+    assert_parity("b0")
 
 
 @pytest.mark.slow

@@ -9,6 +9,11 @@ import numpy as np
 import pytest
 
 from keras_efficient.detection.inference import inference_model
+from keras_efficient.detection.postprocess import (
+    flatten_network_outputs,
+    per_level_network,
+    per_level_outputs,
+)
 from keras_efficient.evaluation.predict import wrapped_detector
 from keras_efficient.models.efficientdet import EfficientDet, EfficientDetector
 from tests.harness import assert_same_outputs, keras_file_round_trip, randomize, tiny_spec
@@ -27,6 +32,13 @@ def test_folded_detector_keeps_outputs_spec_and_round_trips(tmp_path: Path) -> N
     images = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     assert_same_outputs(detector, folded, images, atol=2e-5)
     assert folded.for_inference() is folded
+    # Its per-level head outputs (the TFLite "network" ending) are its own graph's.
+    levels = per_level_network(folded)(images, training=False)
+    logits, regressions = flatten_network_outputs([np.asarray(levels[name])
+                                                   for name in per_level_outputs(folded)])
+    outputs = folded(images)
+    np.testing.assert_allclose(logits, np.asarray(outputs["class_logits"]), atol=1e-6)
+    np.testing.assert_allclose(regressions, np.asarray(outputs["box_regression"]), atol=1e-6)
     reloaded = keras_file_round_trip(folded, tmp_path)
     assert isinstance(reloaded, EfficientDetector) and reloaded.fold_batch_norm
     assert_same_outputs(folded, reloaded, images, atol=0.0)
