@@ -7,9 +7,9 @@ convolution with its kernel's output channels scaled by ``s`` and a bias of
 following ``FusedBatchNormV3`` only for regular convolutions; after every depthwise convolution
 (and in every separable one) the batch normalization stays a pass of its own over the tensor.
 Folded, each convolution ends in a bias add that the optimizer fuses (with a ReLU/ReLU6 after
-it) into the convolution kernel: EfficientDet-Lite0 runs ~10 % less CPU time per image,
-EfficientDet-D0 ~5 % (``benchmarks/keras_network_latency.py --folded``). TFLite's converter
-folds the same way, so exported files do not change.
+it) into the convolution kernel: EfficientDet-Lite0 and D0 take ~10 % less CPU time per image
+(``benchmarks/keras_network_latency.py``, variant ``folded``). TFLite's converter folds the same
+way, so exported files do not change.
 
 The folded graph is an inference graph: it has no batch statistics to train and its folded
 weights are a snapshot of the model's at the time of folding.
@@ -148,7 +148,7 @@ def fold_batch_norms(model: keras.Model, name: str | None = None) -> keras.Model
     Example::
 
         fast = fold_batch_norms(keras_efficient.EfficientNetB0(weights="imagenet"))
-        fast.predict(images)  # model.predict(images), ~10 % less CPU time
+        fast.predict(images)  # what model.predict(images) gives, in fewer ops
     """
     inputs, outputs, sources = fold_graph(model)
     folded = keras.Model(inputs, outputs, name=name or f"{model.name}_folded")
