@@ -23,20 +23,14 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_efficient.layers.graph_rewrite import GraphRewriter
-
-_CONVS = (keras.layers.SeparableConv2D, keras.layers.DepthwiseConv2D, keras.layers.Conv2D)
+from keras_efficient.layers.graph_rewrite import CONVS, GraphRewriter, activation_name
 
 
 def _foldable(conv: keras.layers.Layer, bn: keras.layers.Layer) -> bool:
     """Whether ``bn`` normalizes ``conv``'s output channels and nothing sits between them."""
-    activation = keras.activations.serialize(conv.activation)
-    linear = activation == "linear" or (isinstance(activation, dict)
-                                        and activation.get("config") == "linear")
     channel_axis = -1 if conv.data_format == "channels_last" else 1
-    axis = bn.axis if isinstance(bn.axis, int) else (bn.axis[0] if len(bn.axis) == 1 else None)
-    return bool(linear and axis is not None and axis in (channel_axis, channel_axis % 4)
-                and not bn.renorm)
+    return (activation_name(conv) is None and bn.axis in (channel_axis, channel_axis % 4)
+            and not bn.renorm)
 
 
 def folded_weights(conv: keras.layers.Layer, bn: keras.layers.Layer) -> list[np.ndarray]:
@@ -59,7 +53,8 @@ def folded_weights(conv: keras.layers.Layer, bn: keras.layers.Layer) -> list[np.
     shift = -numpy(bn.moving_mean) * scale
     if bn.center:
         shift = shift + numpy(bn.beta)
-    kernels = [numpy(w) for w in conv.get_weights()]
+    weights = conv.get_weights()
+    kernels = [numpy(w) for w in weights]
     bias = kernels.pop() if conv.use_bias else np.zeros_like(scale)
     if isinstance(conv, keras.layers.SeparableConv2D):
         kernels[1] = kernels[1] * scale  # the pointwise kernel's output channels
@@ -68,7 +63,7 @@ def folded_weights(conv: keras.layers.Layer, bn: keras.layers.Layer) -> list[np.
         kernels[0] = depthwise * scale.reshape(depthwise.shape[2:])
     else:
         kernels[0] = kernels[0] * scale
-    dtypes = [w.dtype for w in conv.get_weights()]
+    dtypes = [w.dtype for w in weights]
     return ([k.astype(dtype) for k, dtype in zip(kernels, dtypes, strict=False)]
             + [(bias * scale + shift).astype(dtypes[0])])
 
@@ -83,7 +78,7 @@ class _Folder(GraphRewriter):
 
     def visit(self, node: Any) -> None:
         layer = node.operation
-        bn_node = self.batch_norm_after(node) if isinstance(layer, _CONVS) else None
+        bn_node = self.batch_norm_after(node) if isinstance(layer, CONVS) else None
         if bn_node is None or not _foldable(layer, bn_node.operation):
             self.call_copy(node)
             return

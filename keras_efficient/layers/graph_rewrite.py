@@ -14,6 +14,19 @@ from typing import Any
 
 import keras
 
+#: The convolutions a following batch normalization folds into.
+CONVS = (keras.layers.SeparableConv2D, keras.layers.DepthwiseConv2D, keras.layers.Conv2D)
+
+
+def activation_name(layer: keras.layers.Layer) -> str | None:
+    """The layer's activation by name (``"relu6"``, ...), None for none or linear."""
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return None
+    name = keras.activations.serialize(activation)
+    name = name if isinstance(name, str) else str(name.get("config", name))
+    return None if name == "linear" else name
+
 
 class GraphRewriter:
     """State of one rewrite: the new tensor of each old one, the consumers of each old tensor,
@@ -90,13 +103,16 @@ class GraphRewriter:
         its config; weights are the caller's to set) on the new tensors. A copy, not the layer
         itself: a layer in two models reports the first model's tensors as its ``input`` and
         ``output``, which would tie the new graph to the old one."""
-        layer = node.operation
-        if layer.name not in self.copies:
-            self.copies[layer.name] = type(layer).from_config(layer.get_config())
         args, kwargs = self.args(node)
-        out = self.copies[layer.name](*args, **kwargs)
+        out = self.copy_of(node.operation)(*args, **kwargs)
         for old, new in zip(node.outputs, keras.tree.flatten(out), strict=True):
             self.tensors[id(old)] = new
+
+    def copy_of(self, layer: keras.layers.Layer) -> keras.layers.Layer:
+        """The new graph's copy of ``layer`` (made from its config on first use)."""
+        if layer.name not in self.copies:
+            self.copies[layer.name] = type(layer).from_config(layer.get_config())
+        return self.copies[layer.name]
 
     def visit(self, node: Any) -> None:
         """Compute the new form of one layer call (and ``put`` it)."""

@@ -37,10 +37,9 @@ from keras_efficient.layers.fake_quant import (
     QuantPixelAffine,
 )
 from keras_efficient.layers.fusion import WeightedFusion
-from keras_efficient.layers.graph_rewrite import GraphRewriter
+from keras_efficient.layers.graph_rewrite import CONVS, GraphRewriter, activation_name
 from keras_efficient.layers.resample import NearestUpsample
 
-_CONVS = (keras.layers.SeparableConv2D, keras.layers.DepthwiseConv2D, keras.layers.Conv2D)
 _PASS_THROUGH = (keras.layers.ZeroPadding2D, keras.layers.MaxPooling2D, keras.layers.Reshape,
                  keras.layers.Dropout, NearestUpsample)
 _QUANTIZED_OUTPUT = (keras.layers.Add, keras.layers.Multiply, keras.layers.Concatenate,
@@ -57,15 +56,6 @@ def _kind(layer: keras.layers.Layer) -> str:
                              "supported by quantization-aware training (1 only).")
         return "depthwise"
     return "conv"
-
-
-def _activation_name(layer: keras.layers.Layer) -> str | None:
-    activation = getattr(layer, "activation", None)
-    if activation is None:
-        return None
-    name = keras.activations.serialize(activation)
-    name = name if isinstance(name, str) else str(name.get("config", name))
-    return None if name == "linear" else name
 
 
 def _check_conv(layer: keras.layers.Layer) -> None:
@@ -133,7 +123,7 @@ class _Rewriter(GraphRewriter):
             self.preprocessing = []
             self.put(node, QuantPixelAffine(scale, offset, name=layer.name)(args[0]))
             return
-        if isinstance(layer, _CONVS):
+        if isinstance(layer, CONVS):
             self.visit_conv(node, layer, args)
             return
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -143,12 +133,11 @@ class _Rewriter(GraphRewriter):
             fusion = QuantFusion(layer.mode, layer.epsilon, name=layer.name)
             self.put(node, fusion(args[0]))
             return
-        clone = layer.__class__.from_config(layer.get_config())
-        out = clone(*args, **kwargs)
+        out = self.copy_of(layer)(*args, **kwargs)
         if isinstance(layer, _PASS_THROUGH):
             self.put(node, out)
         elif isinstance(layer, keras.layers.Activation):
-            fixed = _activation_name(layer) in FIXED_RANGE_ACTIVATIONS
+            fixed = activation_name(layer) in FIXED_RANGE_ACTIVATIONS
             self.put(node, out if fixed else FakeQuant(name=f"{layer.name}_quant")(out))
         elif isinstance(layer, _QUANTIZED_OUTPUT):
             self.put(node, FakeQuant(name=f"{layer.name}_quant")(out))
@@ -160,18 +149,18 @@ class _Rewriter(GraphRewriter):
         bn_node = self.batch_norm_after(node)
         if bn_node is None:
             name = self.call_name(conv)
-            self.put(node, _quant_conv(conv, None, _activation_name(conv), name)(args[0]))
+            self.put(node, _quant_conv(conv, None, activation_name(conv), name)(args[0]))
             return
         bn = bn_node.operation
-        if _activation_name(conv) is not None:
+        if activation_name(conv) is not None:
             raise ValueError(f"{conv.name}: a convolution with an activation before its batch "
                              "normalization cannot be folded.")
         self.skipped.add(id(bn_node))
         act_node = self.only_consumer(bn_node)
         activation = None
         if act_node is not None and isinstance(act_node.operation, keras.layers.Activation) and (
-                _activation_name(act_node.operation) in FUSED_ACTIVATIONS):
-            activation = _activation_name(act_node.operation)
+                activation_name(act_node.operation) in FUSED_ACTIVATIONS):
+            activation = activation_name(act_node.operation)
             self.skipped.add(id(act_node))
         out = _quant_conv(conv, bn, activation, self.pair_name(conv, bn))(args[0])
         self.tensors[id(bn_node.outputs[0])] = out
