@@ -3,9 +3,11 @@
 The wheel is built from a copy of the project's packaging files, installed with ``pip install
 --target`` into a fresh folder, and used from another working directory with only that folder
 (and the environment's dependencies, not this checkout) on the import path: the built-in
-recipes load, a tiny model exports with one of them, and the console script runs.
+recipes load, a tiny model exports with one of them, a tiny detector's inference model runs
+(batch normalization folded), and the console script runs.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +17,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.harness import TINY_OVERRIDES
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGING = ("setup.cfg", "pyproject.toml", "README.md")
@@ -47,6 +51,18 @@ USE_FROM_WHEEL = textwrap.dedent("""
     [artifact] = manifest["artifacts"]
     assert artifact["format"] == "tflite-int8" and artifact["metadata"], artifact
     assert Path("out", artifact["file"]).is_file()
+
+    # Detector inference runs the batch-norm-folded network (layers.fold_batch_norm).
+    from keras_efficient.configs.efficientdet import get_efficientdet_spec
+    from keras_efficient.detection.inference import inference_model
+    from keras_efficient.evaluation.predict import wrapped_detector
+    from keras_efficient.models.efficientdet import EfficientDet
+
+    spec = get_efficientdet_spec("lite0").with_(backbone=tiny, **json.loads(sys.argv[2]))
+    serving = inference_model(EfficientDet(spec, num_classes=2), max_detections=3)
+    assert wrapped_detector(serving).fold_batch_norm
+    out = serving([np.zeros((1, 64, 64, 3), "float32"), np.array([[1.0, 64, 64]], "float32")])
+    assert tuple(out["boxes"].shape) == (1, 3, 4)
     print("wheel ok", where.parent)
 """)
 
@@ -80,7 +96,9 @@ def test_installed_wheel_loads_recipes_and_exports_elsewhere(wheel, tmp_path):
                     "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     env = {**os.environ, "PYTHONPATH": str(target), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run([sys.executable, "-c", USE_FROM_WHEEL, str(target)], cwd=elsewhere,
+    done = subprocess.run([sys.executable, "-c", USE_FROM_WHEEL, str(target),
+                           json.dumps({key: value for key, value in TINY_OVERRIDES.items()
+                                       if key != "backbone"})], cwd=elsewhere,
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "wheel ok" in done.stdout
